@@ -1,0 +1,1 @@
+"""A campaign: init (snapshot + constitution), the round loop, resume, status and audit."""

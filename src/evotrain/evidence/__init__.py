@@ -1,0 +1,1 @@
+"""Round evidence: the collector's five-section record of what a round showed."""

@@ -1,0 +1,104 @@
+"""The round evidence: exactly five sections, in this order, every round. Only their content changes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+EVIDENCE_VERSION = 1
+SECTIONS = ("candidates", "patterns", "calibration", "surprises", "rationale_audit")
+
+
+class Interval(BaseModel):
+    low: float
+    high: float
+
+
+class CandidateSummary(BaseModel):
+    candidate_id: str
+    role: Literal["anchor", "worker"]
+    axis: str | None
+    axis_category: str | None
+    status: str  # "ok" or the failure class
+    changes: list[str] = []  # KnobChange.describe() lines
+    dev_overall: float | None = None
+    dev_domains: dict[str, float] = {}
+    objective: float | None = None
+    selected_checkpoint: str | None = None
+    external: float | None = None
+    gain: float | None = None  # objective gain over this round's anchor (signed so + is better)
+    gain_interval: Interval | None = None  # paired-bootstrap 95% interval of the gain
+    domain_gains: dict[str, float] = {}
+    above_noise: bool = False  # gain > the policy's promotion threshold
+    wall_s: float = 0.0
+
+
+class AxisPattern(BaseModel):
+    axis: str
+    category: str
+    candidates: list[str]
+    mean_gain: float | None
+    best_gain: float | None
+    above_noise: int  # how many of its candidates cleared the threshold
+    external_gain: float | None = None  # best external gain over the anchor's external score
+    verdict: Literal["promising", "flat", "harmful", "failed", "untested"]
+
+
+class DomainCalibration(BaseModel):
+    domain: str
+    points: int  # candidates with both a dev gain on this domain and an external gain
+    spearman: float | None = None
+    slope: float | None = None
+    dev_gain_above_noise: int = 0  # candidates whose dev gain on this domain cleared the domain noise band
+    external_flat_among_them: int = 0  # of those, how many had an external gain inside the external band
+    decoupled: bool = False
+
+
+class CalibrationPoint(BaseModel):
+    candidate_id: str
+    round: int
+    dev: float
+    external: float
+    gap: float  # dev - external
+    dev_gain: float | None = None
+    external_gain: float | None = None
+
+
+class Calibration(BaseModel):
+    """Dev against the external target across every candidate of the campaign that has an external score."""
+
+    points: list[CalibrationPoint] = []
+    spearman: float | None = None
+    spearman_interval: Interval | None = None
+    slope: float | None = None
+    mean_gap: float | None = None
+    dev_noise_band: float | None = None  # the anchor noise band on the objective
+    external_noise_band: float | None = None
+    per_domain: list[DomainCalibration] = []
+    decoupled_domains: list[str] = []
+
+
+class Surprise(BaseModel):
+    kind: str
+    candidate_id: str | None = None
+    description: str
+
+
+class RationaleAuditEntry(BaseModel):
+    candidate_id: str
+    stayed_on_axis: bool
+    within_editable_paths: bool
+    policy_compliant: bool  # no change fell in the dead-end registry; the standing recipe was inherited
+    notes: list[str] = []
+
+
+class Evidence(BaseModel):
+    schema_version: int = EVIDENCE_VERSION
+    round: int
+    policy_sha256: str
+    candidates: list[CandidateSummary]
+    patterns: list[AxisPattern]
+    calibration: Calibration
+    surprises: list[Surprise]
+    rationale_audit: list[RationaleAuditEntry]

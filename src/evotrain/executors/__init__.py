@@ -1,0 +1,1 @@
+"""Executors run one step's command with resources: local processes now, cluster engines later."""

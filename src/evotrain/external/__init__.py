@@ -1,0 +1,1 @@
+"""External targets: the authoritative score (a command, a leaderboard, Kaggle)."""

@@ -1,0 +1,113 @@
+"""The rolling search policy: the only artifact that changes between rounds.
+
+It carries the empirical rules the loop discovers (standing recipe, axes, dead ends, noise band, selection
+objective); the frozen constitution carries the meta-rules every policy update is checked against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+POLICY_VERSION = 1
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    round: int
+    action: str
+    reason: str
+
+
+class StandingRecipe(BaseModel):
+    """What every fork inherits: the promoted winner's edited files (never written into the substrate)."""
+
+    files: dict[str, str] = {}  # substrate-relative path -> full content
+    diff: str = ""  # unified diff against the substrate, for people and agents
+    source: str | None = None  # candidate id it was promoted from, e.g. "r0002/c03-optimizer"
+    changes: list[dict[str, Any]] = []  # KnobChange records accumulated by promotions
+    provenance: list[Provenance] = []
+
+
+class AxisState(BaseModel):
+    name: str
+    category: str
+    status: Literal["active", "retired"] = "active"
+    provenance: list[Provenance] = []
+
+
+class DeadEnd(BaseModel):
+    """An entry of "Don't waste budget on": append-only, round-tagged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    round: int
+    axis: str
+    knob: str | None = None
+    direction: Literal["increase", "decrease", "set"] | None = None
+    value: Any = None
+    description: str
+    evidence: str = ""
+
+    def blocks(self, axis: str, knob: str, direction: str, value: Any = None) -> bool:
+        """Whether a proposed knob change falls in this dead end."""
+        if self.axis != axis or (self.knob is not None and self.knob != knob):
+            return False
+        if self.direction is None:
+            return True
+        if self.direction != direction:
+            return False
+        return self.direction != "set" or self.value is None or self.value == value
+
+
+class NoiseRules(BaseModel):
+    k: float = 2.0  # promotion threshold = k · band
+    seed_sd: float | None = None  # sd of the anchor objective across rounds/replicates
+    item_sd: float | None = None  # binomial sampling sd of the anchor objective from the dev item count
+    band: float | None = None  # combined sd: sqrt(seed_sd² + item_sd²)
+    threshold: float | None = None  # k · band
+    external_sd: float | None = None  # sd of the anchor's external score, once measured
+    anchor_observations: int = 0
+    replicate_margin: float = 0.5  # a win within threshold·(1 ± margin) is replicated before promotion
+    provenance: list[Provenance] = []
+
+
+class SelectionObjective(BaseModel):
+    """How checkpoints and candidates are ranked: a weighted mean of per-domain dev scores."""
+
+    mode: Literal["maximize_dev", "proxy_aware"] = "maximize_dev"
+    domain_weights: dict[str, float] = {}
+    untrusted_domains: list[str] = []
+    checkpoint_criterion: Literal["objective", "last"] = "objective"
+    provenance: list[Provenance] = []
+
+
+class ExternalPlan(BaseModel):
+    submit_top: int = 2  # candidates ranked first by the objective are submitted each round
+    submit_anchor_every: int = 1  # the anchor is submitted every N rounds to measure external noise
+
+
+class Policy(BaseModel):
+    schema_version: int = POLICY_VERSION
+    round: int  # the round this policy governs
+    parent_sha256: str | None = None  # hash of the policy it replaced: the chain `audit` checks
+    standing_recipe: StandingRecipe = StandingRecipe()
+    axes: list[AxisState] = []
+    dead_ends: list[DeadEnd] = []
+    noise: NoiseRules = NoiseRules()
+    objective: SelectionObjective = SelectionObjective()
+    external_plan: ExternalPlan = ExternalPlan()
+    best_external: float | None = None
+    best_external_source: str | None = None
+    rounds_without_external_gain: int = 0
+    asks: list[str] = []  # what workers are asked for this round, in words
+    changelog: list[Provenance] = []  # what the meta agent changed to produce this policy
+
+    def active_axes(self) -> list[AxisState]:
+        return [a for a in self.axes if a.status == "active"]
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()

@@ -1,0 +1,116 @@
+"""The result manifest: the typed, versioned record of one trial, written by the harness, never by a worker."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from evotrain.workers.protocol import KnobChange, WorkerUsage
+
+MANIFEST_VERSION = 1
+
+FailureClass = Literal[
+    "violation",  # the worker edited a frozen or shared path: the trial did not run
+    "worker_error",  # the worker itself failed or ran over its budget
+    "step_failed",  # a step exited non-zero
+    "timeout",  # a step ran past its time limit (local timeout, or the cluster's)
+    "killed",  # a step was killed by a signal it did not ask for
+    "oom",
+    "preempted",
+    "node_failure",
+    "cancelled",
+    "missing_output",  # a step exited 0 without writing its required output
+    "bad_output",  # an output file failed validation
+    "no_checkpoints",  # train wrote no checkpoint
+]
+
+
+class Violation(BaseModel):
+    path: str
+    kind: Literal["frozen_edit", "shared_edit", "created_outside_editable", "deleted"]
+    detail: str = ""
+
+
+class Failure(BaseModel):
+    failure_class: FailureClass
+    step: str | None = None
+    message: str
+    exit_code: int | None = None
+
+
+class DomainScore(BaseModel):
+    score: float
+    n: int
+
+
+class CheckpointEval(BaseModel):
+    checkpoint: str
+    domains: dict[str, DomainScore]
+    overall: float  # the metric's own aggregate (items or domains, per evotrain.toml)
+    objective: float  # the policy's selection objective on this checkpoint
+    report: str  # campaign-relative path of the evaluation report (item-level scores)
+
+
+class Selection(BaseModel):
+    checkpoint: str
+    criterion: str  # in words, e.g. "max objective (domain weights …)"
+    objective: float
+
+
+class ExternalResult(BaseModel):
+    target: str
+    checkpoint: str
+    score: float
+    domains: dict[str, float] | None = None
+    submission_id: str | None = None
+    submitted_at: float
+
+
+class StepCost(BaseModel):
+    step: str
+    status: str
+    wall_s: float
+    cpu_s: float = 0.0
+    gpu_s: float = 0.0
+
+
+class Cost(BaseModel):
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    gpu_s: float = 0.0
+    llm_input_tokens: int = 0
+    llm_output_tokens: int = 0
+    llm_cost_usd: float = 0.0
+    steps: list[StepCost] = []
+
+
+class Manifest(BaseModel):
+    schema_version: int = MANIFEST_VERSION
+    campaign: str
+    round: int
+    candidate_id: str
+    role: Literal["anchor", "worker"]
+    axis: str | None = None
+    axis_category: str | None = None
+    seed: int
+    worker: str
+    rationale: str = ""
+    changes: list[KnobChange] = []
+    recipe_diff: str = ""  # unified diff of the sandbox's editable files against the substrate
+    edited_files: list[str] = []
+    violations: list[Violation] = []
+    policy_sha256: str
+    training: dict[str, float] = {}
+    checkpoints: list[CheckpointEval] = []
+    selected: Selection | None = None
+    external: ExternalResult | None = None
+    failure: Failure | None = None
+    cost: Cost = Cost()
+    worker_usage: WorkerUsage = WorkerUsage()
+    started_at: float
+    finished_at: float
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None and self.selected is not None

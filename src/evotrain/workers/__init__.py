@@ -1,0 +1,1 @@
+"""Workers: one protocol, several backends (the offline mutator here; coding agents later)."""
