@@ -96,10 +96,6 @@ def accuracy(predicted: Iterable[str], gold: Iterable[str]) -> float:
     return sum(verify(p, g) for p, g in pairs) / len(pairs)
 
 
-class DomainScore(dict[str, float]):
-    """Not used as a type: kept out of the public API (see score_by_domain)."""
-
-
 def score_by_domain(
     predictions: Mapping[str, str], gold: Mapping[str, tuple[str, str]]
 ) -> tuple[float, dict[str, dict[str, float]], dict[str, bool]]:
@@ -115,6 +111,8 @@ def score_by_domain(
         ok = item_id in predictions and verify(extract_answer(predictions[item_id]), answer)
         correct[item_id] = ok
         per_domain.setdefault(domain, []).append(ok)
-    domains = {d: {"score": sum(v) / len(v), "n": float(len(v))} for d, v in sorted(per_domain.items())}
+    domains: dict[str, dict[str, float]] = {
+        d: {"score": sum(v) / len(v), "n": len(v)} for d, v in sorted(per_domain.items())
+    }
     overall = sum(correct.values()) / len(correct) if correct else 0.0
     return overall, domains, correct
