@@ -17,7 +17,7 @@ class Interval(BaseModel):
 
 class CandidateSummary(BaseModel):
     candidate_id: str
-    role: Literal["anchor", "worker"]
+    role: Literal["anchor", "worker", "replicate"]
     axis: str | None
     axis_category: str | None
     status: str  # "ok" or the failure class

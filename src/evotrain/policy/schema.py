@@ -103,6 +103,7 @@ class Policy(BaseModel):
     best_external: float | None = None
     best_external_source: str | None = None
     rounds_without_external_gain: int = 0
+    replicate: list[str] = []  # candidate ids whose recipe this round re-runs with a fresh seed before promotion
     asks: list[str] = []  # what workers are asked for this round, in words
     changelog: list[Provenance] = []  # what the meta agent changed to produce this policy
 

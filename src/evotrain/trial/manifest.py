@@ -90,7 +90,8 @@ class Manifest(BaseModel):
     campaign: str
     round: int
     candidate_id: str
-    role: Literal["anchor", "worker"]
+    role: Literal["anchor", "worker", "replicate"]
+    replicate_of: str | None = None  # for a replicate: the candidate whose recipe it re-runs with a fresh seed
     axis: str | None = None
     axis_category: str | None = None
     seed: int
