@@ -133,6 +133,17 @@ class Axis(_Strict):
 class SearchSpace(_Strict):
     axes: dict[str, Axis] = {}
 
+    @field_validator("axes")
+    @classmethod
+    def _axis_names_are_folder_safe(cls, value: dict[str, Axis]) -> dict[str, Axis]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or name in ("anchor", "replicate"):
+                raise ValueError(
+                    f"axis name {name!r} must be letters, digits, '_' or '-' (it names candidate folders), "
+                    "and not 'anchor' or 'replicate'"
+                )
+        return value
+
     def categories(self) -> list[str]:
         return sorted({axis.category for axis in self.axes.values()})
 

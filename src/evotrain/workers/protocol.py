@@ -60,6 +60,7 @@ class WorkerResult(BaseModel):
     rationale: str
     changes: list[KnobChange] = []
     usage: WorkerUsage = WorkerUsage()
+    error: str | None = None  # set when the worker failed or ran over budget: the trial does not run
 
 
 class Worker(Protocol):

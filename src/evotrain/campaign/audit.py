@@ -1,0 +1,136 @@
+"""`evotrain audit`: re-verify everything a campaign claims — hashes, manifests, evidence and the policy chain."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
+from evotrain.campaign.layout import CampaignPaths, CandidatePaths, RoundPaths
+from evotrain.errors import ConstitutionViolation, EvotrainError
+from evotrain.evidence.schema import SECTIONS, Evidence
+from evotrain.fileio import read_jsonl
+from evotrain.policy.constitution import Constitution, enforce
+from evotrain.policy.schema import Policy
+from evotrain.substrate.spec import SubstrateSpec
+from evotrain.trial.manifest import Manifest
+from evotrain.trial.trace import Trace
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def audit_campaign(run_dir: Path) -> list[str]:
+    """Every problem found, as a sentence naming the file; an empty list means the campaign is intact."""
+    paths, config = open_campaign(run_dir)
+    problems: list[str] = []
+    try:
+        constitution = verify_constitution(paths, config)
+        spec, _ = verify_substrate(paths, config)
+    except EvotrainError as exc:
+        return [exc.render()]
+    previous: Policy | None = None
+    history: list[Manifest] = []
+    for round_paths in paths.rounds():
+        policy = _load_policy(round_paths, problems)
+        if policy is None:
+            continue
+        if previous is not None and policy.parent_sha256 != previous.sha256():
+            problems.append(f"{round_paths.policy_json}: parent_sha256 does not match the previous round's policy")
+        events = list(read_jsonl(round_paths.trace))
+        planned = [e for e in events if e.get("kind") == "planned"]
+        if planned and planned[0].get("policy_sha256") != policy.sha256():
+            problems.append(f"{round_paths.policy_json}: changed after the round was planned")
+        manifests = [m for cp in round_paths.candidates() if (m := _audit_manifest(paths, cp, policy, problems))]
+        history.extend(manifests)
+        if any(e.get("kind") == "round_closed" for e in events):
+            evidence = _audit_evidence(round_paths, events, problems)
+            next_round = paths.round(round_paths.number + 1)
+            next_policy = _load_policy(next_round, problems)
+            if evidence is not None and next_policy is not None:
+                _audit_transition(policy, next_policy, evidence, constitution, spec, history, next_round, problems)
+        previous = policy
+    return problems
+
+
+def _load_policy(round_paths: RoundPaths, problems: list[str]) -> Policy | None:
+    try:
+        return Policy.model_validate_json(round_paths.policy_json.read_text())
+    except FileNotFoundError:
+        if round_paths.candidates():
+            problems.append(f"{round_paths.policy_json}: missing")
+        return None
+    except ValidationError as exc:
+        problems.append(f"{round_paths.policy_json}: not a valid policy ({exc.error_count()} errors)")
+        return None
+
+
+def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, problems: list[str]) -> Manifest | None:
+    if not cp.manifest.exists():
+        return None
+    written = Trace(cp.trace).last("manifest_written")
+    if written is None or written.get("sha256") != _sha(cp.manifest):
+        problems.append(f"{cp.manifest}: does not match the hash its trace recorded when the harness wrote it")
+    try:
+        manifest = Manifest.model_validate_json(cp.manifest.read_text())
+    except ValidationError as exc:
+        problems.append(f"{cp.manifest}: not a valid manifest ({exc.error_count()} errors)")
+        return None
+    if manifest.policy_sha256 != policy.sha256():
+        problems.append(f"{cp.manifest}: names a policy other than its round's")
+    for ckpt in manifest.checkpoints:
+        report = paths.root / ckpt.report
+        try:
+            domains = json.loads(report.read_text())["domains"]
+        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            problems.append(f"{report}: evaluation report missing or unreadable")
+            continue
+        for domain, score in ckpt.domains.items():
+            if domain not in domains or abs(float(domains[domain]["score"]) - score.score) > 1e-12:
+                problems.append(f"{cp.manifest}: {ckpt.checkpoint} {domain} score differs from {report}")
+    return manifest
+
+
+def _audit_evidence(round_paths: RoundPaths, events: list[dict], problems: list[str]) -> Evidence | None:
+    written = [e for e in events if e.get("kind") == "evidence_written"]
+    if not round_paths.evidence_json.exists():
+        problems.append(f"{round_paths.evidence_json}: missing for a closed round")
+        return None
+    if not written or written[-1].get("sha256") != _sha(round_paths.evidence_json):
+        problems.append(f"{round_paths.evidence_json}: does not match the hash recorded when it was written")
+    try:
+        evidence = Evidence.model_validate_json(round_paths.evidence_json.read_text())
+    except ValidationError as exc:
+        problems.append(f"{round_paths.evidence_json}: not valid evidence ({exc.error_count()} errors)")
+        return None
+    headings = [line[3:].strip() for line in round_paths.evidence_md.read_text().splitlines() if line.startswith("## ")]
+    if [h.split()[0].lower() for h in headings] != list(SECTIONS):
+        problems.append(f"{round_paths.evidence_md}: sections are {headings}, expected {list(SECTIONS)} in order")
+    return evidence
+
+
+def _audit_transition(
+    policy: Policy,
+    next_policy: Policy,
+    evidence: Evidence,
+    constitution: Constitution,
+    spec: SubstrateSpec,
+    history: list[Manifest],
+    next_round: RoundPaths,
+    problems: list[str],
+) -> None:
+    try:
+        enforce(
+            previous=policy,
+            proposed=next_policy,
+            evidence=evidence,
+            constitution=constitution,
+            spec=spec,
+            history=history,
+        )
+    except ConstitutionViolation as exc:
+        problems.append(f"{next_round.policy_json}: {exc.message}")

@@ -1,0 +1,481 @@
+"""The round loop: plan → fork → worker → violations → trial → manifest → external → evidence → policy.
+
+Every step leaves an event in an fsync'd trace before the loop moves on, so `evotrain run RUN` after a kill at any
+instant resumes: finished steps are not rerun, unfinished ones restart, and a round never closes twice.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import fcntl
+import hashlib
+import importlib.resources
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from evotrain.campaign.config import CampaignConfig
+from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
+from evotrain.campaign.layout import CampaignPaths, CandidatePaths, RoundPaths
+from evotrain.campaign.plan import CandidatePlan, plan_round
+from evotrain.errors import ConfigError, EvotrainError, IntegrityError
+from evotrain.evidence.collector import collect_evidence
+from evotrain.evidence.render import render_evidence_markdown
+from evotrain.evidence.schema import Evidence
+from evotrain.executors.local import LocalExecutor
+from evotrain.executors.protocol import Executor
+from evotrain.external.command import CommandTarget
+from evotrain.external.protocol import ExternalTarget
+from evotrain.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from evotrain.policy.constitution import Constitution, enforce
+from evotrain.policy.meta_protocol import MetaAgent
+from evotrain.policy.meta_rules import RuleMetaAgent
+from evotrain.policy.render import render_policy_markdown
+from evotrain.policy.schema import Policy, StandingRecipe
+from evotrain.sandbox.diff import editable_files_changed, recipe_diff
+from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
+from evotrain.sandbox.violations import detect_violations
+from evotrain.substrate.snapshot import SubstrateHashes
+from evotrain.substrate.spec import SubstrateSpec
+from evotrain.trial.harness import run_predict, run_trial_steps
+from evotrain.trial.manifest import ExternalResult, Failure, Manifest
+from evotrain.trial.trace import Trace
+from evotrain.workers.mutator import MutatorWorker
+from evotrain.workers.protocol import Worker, WorkerRequest, WorkerResult
+
+
+def worker_brief() -> str:
+    return importlib.resources.files("evotrain").joinpath("assets/worker_brief.md").read_text()
+
+
+class RunObserver(Protocol):
+    """What a progress display hears from the loop (the CLI shows it with rich)."""
+
+    def round_started(self, round_no: int, plans: list[CandidatePlan]) -> None: ...
+    def candidate_stage(self, round_no: int, name: str, stage: str) -> None: ...
+    def candidate_finished(self, round_no: int, manifest: Manifest) -> None: ...
+    def round_closed(self, round_no: int, evidence: Evidence, next_policy: Policy) -> None: ...
+
+
+class SilentObserver:
+    def round_started(self, round_no: int, plans: list[CandidatePlan]) -> None:
+        pass
+
+    def candidate_stage(self, round_no: int, name: str, stage: str) -> None:
+        pass
+
+    def candidate_finished(self, round_no: int, manifest: Manifest) -> None:
+        pass
+
+    def round_closed(self, round_no: int, evidence: Evidence, next_policy: Policy) -> None:
+        pass
+
+
+@dataclass
+class RoundContext:
+    paths: CampaignPaths
+    config: CampaignConfig
+    spec: SubstrateSpec
+    hashes: SubstrateHashes
+    constitution: Constitution
+    round: RoundPaths
+    policy: Policy
+    executor: Executor
+    worker: Worker
+    observer: RunObserver
+    poll_interval: float
+    brief: str = field(default_factory=worker_brief)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def campaign_lock(paths: CampaignPaths) -> Iterator[None]:
+    """One orchestrator per campaign: a second `evotrain run` on the same folder is refused, not interleaved."""
+    fd = os.open(paths.lock, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EvotrainError(
+                "another `evotrain run` is driving this campaign",
+                path=paths.root,
+                fix="wait for it to finish, or stop it before resuming",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class Campaign:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        executor: Executor | None = None,
+        worker: Worker | None = None,
+        meta_agent: MetaAgent | None = None,
+        external: ExternalTarget | None = None,
+        observer: RunObserver | None = None,
+        poll_interval: float = 0.1,
+    ) -> None:
+        self.paths, self.config = open_campaign(run_dir)
+        self.executor: Executor = executor or LocalExecutor()
+        self.worker: Worker = worker or MutatorWorker()
+        self.meta_agent: MetaAgent = meta_agent or RuleMetaAgent()
+        self.external = external if external is not None else self._external_from_config()
+        self.observer: RunObserver = observer or SilentObserver()
+        self.poll_interval = poll_interval
+
+    def _external_from_config(self) -> ExternalTarget | None:
+        return CommandTarget(self.config.external) if self.config.external else None
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def run(self, *, rounds: int, workers: int | None = None, parallel: int | None = None) -> list[Evidence]:
+        """Run (or resume) until `rounds` rounds are closed in total; returns the evidence of rounds closed now."""
+        workers = workers or self.config.run.workers
+        parallel = parallel or self.config.run.parallel
+        closed: list[Evidence] = []
+        with campaign_lock(self.paths):
+            for round_no in range(1, rounds + 1):
+                round_paths = self.paths.round(round_no)
+                if _round_closed(round_paths):
+                    continue
+                evidence = self._run_round(round_paths, workers=workers, parallel=parallel)
+                closed.append(evidence)
+        return closed
+
+    def _run_round(self, round_paths: RoundPaths, *, workers: int, parallel: int) -> Evidence:
+        constitution = verify_constitution(self.paths, self.config)
+        spec, hashes = verify_substrate(self.paths, self.config)
+        policy = load_policy(round_paths)
+        ctx = RoundContext(
+            paths=self.paths,
+            config=self.config,
+            spec=spec,
+            hashes=hashes,
+            constitution=constitution,
+            round=round_paths,
+            policy=policy,
+            executor=self.executor,
+            worker=self.worker,
+            observer=self.observer,
+            poll_interval=self.poll_interval,
+        )
+        plans = self._plan(ctx, workers)
+        self.observer.round_started(round_paths.number, plans)
+        manifests = self._run_candidates(ctx, plans, parallel)
+        manifests = self._submit_external(ctx, manifests)
+        history = load_manifests(self.paths, up_to_round=round_paths.number)
+        evidence = collect_evidence(
+            round_no=round_paths.number,
+            policy=policy,
+            spec=spec,
+            round_manifests=manifests,
+            history=history,
+            campaign_root=self.paths.root,
+        )
+        atomic_write_json(round_paths.evidence_json, evidence)
+        atomic_write_text(round_paths.evidence_md, render_evidence_markdown(evidence))
+        _round_event(round_paths, "evidence_written", sha256=file_sha256(round_paths.evidence_json))
+
+        next_policy = self.meta_agent.propose(
+            policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
+        )
+        enforce(
+            previous=policy,
+            proposed=next_policy,
+            evidence=evidence,
+            constitution=constitution,
+            spec=spec,
+            history=history,
+        )
+        next_round = self.paths.round(round_paths.number + 1)
+        next_round.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(next_round.policy_json, next_policy)
+        atomic_write_text(next_round.policy_md, render_policy_markdown(next_policy))
+        _round_event(round_paths, "policy_written", sha256=next_policy.sha256(), meta=self.meta_agent.name)
+        _round_event(round_paths, "round_closed")
+        self.observer.round_closed(round_paths.number, evidence, next_policy)
+        return evidence
+
+    def _plan(self, ctx: RoundContext, workers: int) -> list[CandidatePlan]:
+        """The first run of a round records its plan; a resumed run reads it back and never re-plans."""
+        for event in read_jsonl(ctx.round.trace):
+            if event.get("kind") == "planned":
+                return [CandidatePlan.model_validate(p) for p in event["plans"]]
+        plans = plan_round(ctx.policy, ctx.spec, ctx.round.number, workers, self.config.seed)
+        _round_event(ctx.round, "planned", plans=[p.model_dump() for p in plans], policy_sha256=ctx.policy.sha256())
+        return plans
+
+    def _run_candidates(self, ctx: RoundContext, plans: list[CandidatePlan], parallel: int) -> list[Manifest]:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="candidate") as pool:
+            futures = [pool.submit(run_candidate, ctx, plan) for plan in plans]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    # ---- external target ----------------------------------------------------------------------------------
+    def _submit_external(self, ctx: RoundContext, manifests: list[Manifest]) -> list[Manifest]:
+        if self.external is None or ctx.spec.commands.predict is None:
+            return manifests
+        chosen = choose_submissions(ctx, manifests)
+        budget = self.config.external.budget if self.config.external else None
+        used = count_submissions(self.paths)
+        out = []
+        for manifest in manifests:
+            if manifest.candidate_id in chosen and manifest.external is None:
+                cp = ctx.round.candidate(manifest.candidate_id.split("/", 1)[1])
+                recorded = Trace(cp.trace).last("external_submitted")
+                if recorded is None and budget is not None and used >= budget:
+                    _round_event(ctx.round, "external_skipped", candidate=manifest.candidate_id, reason="budget spent")
+                else:
+                    manifest = submit_candidate(ctx, self.external, cp, manifest)
+                    used += recorded is None
+            out.append(manifest)
+        return out
+
+
+def choose_submissions(ctx: RoundContext, manifests: list[Manifest]) -> set[str]:
+    """The candidates the policy's selection objective ranks first, and the anchor every N rounds."""
+    plan = ctx.policy.external_plan
+    sign = ctx.spec.metric.sign
+    ranked = sorted(
+        (m for m in manifests if m.ok and m.role != "anchor" and m.selected is not None),
+        key=lambda m: -sign * m.selected.objective if m.selected else 0.0,
+    )
+    chosen = {m.candidate_id for m in ranked[: plan.submit_top]}
+    if plan.submit_anchor_every > 0 and (ctx.round.number - 1) % plan.submit_anchor_every == 0:
+        chosen |= {m.candidate_id for m in manifests if m.role == "anchor" and m.ok}
+    return chosen
+
+
+def count_submissions(paths: CampaignPaths) -> int:
+    return sum(
+        1
+        for round_paths in paths.rounds()
+        for cp in round_paths.candidates()
+        if Trace(cp.trace).last("external_submitted") is not None
+    )
+
+
+def submit_candidate(ctx: RoundContext, target: ExternalTarget, cp: CandidatePaths, manifest: Manifest) -> Manifest:
+    trace = Trace(cp.trace)
+    recorded = trace.last("external_submitted")
+    if recorded is None:
+        assert manifest.selected is not None
+        ctx.observer.candidate_stage(ctx.round.number, cp.name, "predict")
+        predictions = run_predict(
+            candidate=cp,
+            campaign_root=ctx.paths.root,
+            spec=ctx.spec,
+            checkpoint=manifest.selected.checkpoint,
+            seed=manifest.seed,
+            executor=ctx.executor,
+            trace=trace,
+        )
+        if isinstance(predictions, Failure):
+            trace.append("external_failed", reason=predictions.message)
+            return manifest
+        ctx.observer.candidate_stage(ctx.round.number, cp.name, "external")
+        try:
+            score = target.submit(manifest.candidate_id, predictions)
+        except EvotrainError as exc:
+            trace.append("external_failed", reason=exc.render())
+            return manifest
+        result = ExternalResult(
+            target=target.name,
+            checkpoint=manifest.selected.checkpoint,
+            score=score.score,
+            domains=score.domains,
+            submission_id=score.submission_id,
+            submitted_at=time.time(),
+        )
+        trace.append("external_submitted", result=result.model_dump(mode="json"))
+    else:
+        result = ExternalResult.model_validate(recorded["result"])
+    updated = manifest.model_copy(update={"external": result})
+    write_manifest(cp, updated, trace)
+    return updated
+
+
+# ---- one candidate -------------------------------------------------------------------------------------------
+def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
+    cp = ctx.round.candidate(plan.name)
+    trace = Trace(cp.trace)
+    if trace.has("manifest_written") and cp.manifest.exists():
+        manifest = Manifest.model_validate_json(cp.manifest.read_text())
+        ctx.observer.candidate_finished(ctx.round.number, manifest)
+        return manifest
+    cp.root.mkdir(parents=True, exist_ok=True)
+    started_at = _first_ts(trace) or time.time()
+
+    ctx.observer.candidate_stage(ctx.round.number, plan.name, "fork")
+    result = _forked_and_edited(ctx, plan, cp, trace)
+    violations = detect_violations(ctx.paths.substrate, cp.sandbox, ctx.spec, ctx.hashes)
+    diff, edited = recipe_diff(ctx.paths.substrate, cp.sandbox, ctx.spec)
+    base = dict(
+        campaign=ctx.config.name,
+        round=ctx.round.number,
+        candidate_id=cp.candidate_id,
+        role=plan.role,
+        replicate_of=plan.replicate_of,
+        axis=plan.axis,
+        axis_category=plan.axis_category,
+        seed=plan.seed,
+        worker=ctx.worker.name if plan.role == "worker" else "none",
+        rationale=result.rationale,
+        changes=result.changes,
+        recipe_diff=diff,
+        edited_files=edited,
+        violations=violations,
+        policy_sha256=ctx.policy.sha256(),
+        worker_usage=result.usage,
+        started_at=started_at,
+    )
+    if violations:
+        if not trace.has("violations"):
+            trace.append("violations", violations=[v.model_dump() for v in violations])
+        failure = Failure(
+            failure_class="violation",
+            message="; ".join(f"{v.kind}: {v.path}" for v in violations) + " — the trial did not run",
+        )
+        manifest = Manifest(**base, failure=failure, finished_at=time.time())
+    elif result.error is not None:
+        failure = Failure(failure_class="worker_error", message=result.error)
+        manifest = Manifest(**base, failure=failure, finished_at=time.time())
+    else:
+        ctx.observer.candidate_stage(ctx.round.number, plan.name, "trial")
+        outcome = run_trial_steps(
+            candidate=cp,
+            campaign_root=ctx.paths.root,
+            spec=ctx.spec,
+            policy=ctx.policy,
+            seed=plan.seed,
+            executor=ctx.executor,
+            trace=trace,
+        )
+        manifest = Manifest(
+            **base,
+            training=outcome.training,
+            checkpoints=outcome.checkpoints,
+            selected=outcome.selected,
+            failure=outcome.failure,
+            cost=_with_worker_cost(outcome.cost, result),
+            finished_at=time.time(),
+        )
+    write_manifest(cp, manifest, trace)
+    ctx.observer.candidate_finished(ctx.round.number, manifest)
+    return manifest
+
+
+def _forked_and_edited(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths, trace: Trace) -> WorkerResult:
+    """Fork the sandbox and let the worker edit it, once. A crash mid-edit re-forks: half-edits never survive."""
+    recorded = trace.last("worker_finished")
+    if recorded is not None and cp.sandbox.exists():
+        return WorkerResult.model_validate(recorded["result"])
+    if cp.sandbox.exists() or cp.work.exists():
+        remove_sandbox(cp.sandbox)
+        remove_sandbox(cp.work)
+    fork_sandbox(ctx.paths.substrate, ctx.spec, cp.sandbox, _recipe_for(ctx, plan))
+    trace.append("forked")
+    if plan.role == "anchor":
+        result = WorkerResult(rationale="anchor: the standing recipe unchanged, with a fresh seed (measures noise)")
+    elif plan.role == "replicate":
+        result = WorkerResult(rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion")
+    else:
+        ctx.observer.candidate_stage(ctx.round.number, plan.name, "worker")
+        result = _propose(ctx, plan, cp)
+    trace.append("worker_finished", result=result.model_dump(mode="json"))
+    return result
+
+
+def _propose(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> WorkerResult:
+    assert plan.axis is not None
+    request = WorkerRequest(
+        campaign_seed=ctx.config.seed,
+        round=ctx.round.number,
+        candidate_id=cp.candidate_id,
+        sandbox=cp.sandbox,
+        spec=ctx.spec,
+        axis_name=plan.axis,
+        axis=ctx.spec.search.axes[plan.axis],
+        policy_markdown=ctx.round.policy_md.read_text(),
+        brief=ctx.brief,
+        dead_ends=ctx.policy.dead_ends,
+    )
+    try:
+        return ctx.worker.propose(request)
+    except Exception as exc:  # a worker is foreign code (an agent); its failure is the candidate's, not the loop's
+        return WorkerResult(rationale="the worker failed before finishing", error=f"{type(exc).__name__}: {exc}")
+
+
+def _recipe_for(ctx: RoundContext, plan: CandidatePlan) -> StandingRecipe:
+    if plan.role != "replicate" or plan.replicate_of is None:
+        return ctx.policy.standing_recipe
+    round_name, name = plan.replicate_of.split("/", 1)
+    source = ctx.paths.round(int(round_name[1:])).candidate(name)
+    if not source.sandbox.exists():
+        raise IntegrityError("the candidate to replicate has no sandbox", path=source.sandbox)
+    files = editable_files_changed(ctx.paths.substrate, source.sandbox, ctx.spec)
+    return StandingRecipe(files=files, source=plan.replicate_of)
+
+
+def _with_worker_cost(cost: Any, result: WorkerResult) -> Any:
+    return cost.model_copy(
+        update={
+            "llm_input_tokens": result.usage.input_tokens,
+            "llm_output_tokens": result.usage.output_tokens,
+            "llm_cost_usd": result.usage.cost_usd,
+        }
+    )
+
+
+def write_manifest(cp: CandidatePaths, manifest: Manifest, trace: Trace) -> None:
+    atomic_write_json(cp.manifest, manifest)
+    trace.append("manifest_written", sha256=file_sha256(cp.manifest))
+
+
+def _first_ts(trace: Trace) -> float | None:
+    for event in trace.events():
+        return float(event.ts)
+    return None
+
+
+# ---- round files ---------------------------------------------------------------------------------------------
+def _round_event(round_paths: RoundPaths, kind: str, **data: Any) -> None:
+    append_jsonl(round_paths.trace, {"kind": kind, "ts": time.time(), **data})
+
+
+def _round_closed(round_paths: RoundPaths) -> bool:
+    return any(e.get("kind") == "round_closed" for e in read_jsonl(round_paths.trace))
+
+
+def load_policy(round_paths: RoundPaths) -> Policy:
+    if not round_paths.policy_json.exists():
+        raise ConfigError(
+            "no policy for this round",
+            path=round_paths.policy_json,
+            fix="the previous round did not close; run `evotrain run` to resume it",
+        )
+    return Policy.model_validate_json(round_paths.policy_json.read_text())
+
+
+def load_manifests(paths: CampaignPaths, *, up_to_round: int) -> list[Manifest]:
+    out = []
+    for round_paths in paths.rounds():
+        if round_paths.number > up_to_round:
+            continue
+        for cp in round_paths.candidates():
+            if cp.manifest.exists():
+                out.append(Manifest.model_validate_json(cp.manifest.read_text()))
+    return out

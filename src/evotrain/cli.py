@@ -1,0 +1,185 @@
+"""The `evotrain` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from evotrain.campaign.audit import audit_campaign
+from evotrain.campaign.config import parse_external_spec
+from evotrain.campaign.init import init_campaign, open_campaign
+from evotrain.campaign.loop import Campaign
+from evotrain.campaign.plan import CandidatePlan
+from evotrain.campaign.status import RoundStatus, campaign_status
+from evotrain.errors import EvotrainError
+from evotrain.evidence.schema import Evidence
+from evotrain.executors.local import LocalExecutor
+from evotrain.policy.schema import Policy
+from evotrain.trial.manifest import Manifest
+
+app = typer.Typer(
+    name="evotrain",
+    help="Autonomous post-training: rounds of forked candidates, an external target, and an auditable record.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: EvotrainError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+    return typer.Exit(code=2)
+
+
+@app.command()
+def init(
+    run: Annotated[Path, typer.Argument(help="campaign folder to create")],
+    substrate: Annotated[Path, typer.Option(help="folder holding evotrain.toml")],
+    constitution: Annotated[Path | None, typer.Option(help="constitution Markdown (default: the one shipped)")] = None,
+    external: Annotated[
+        str | None, typer.Option(help="external target: a TOML spec file, or `command:<shell command>`")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="campaign seed (workers and trial seeds derive from it)")] = 0,
+) -> None:
+    """Snapshot a substrate and a constitution, read-only and hash-locked, into a new campaign folder."""
+    try:
+        target = parse_external_spec(external) if external else None
+        config = init_campaign(run, substrate, constitution=constitution, external=target, seed=seed)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    external_name = config.external.name if config.external else "none"
+    console.print(
+        f"[green]initialised[/] {run}  substrate {config.substrate_sha256[:12]}  "
+        f"constitution {config.constitution_sha256[:12]}  external: {external_name}"
+    )
+
+
+class RichObserver:
+    """Live progress: one bar per round, one line per running candidate with its stage."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.round_task: TaskID | None = None
+        self.tasks: dict[str, TaskID] = {}
+
+    def round_started(self, round_no: int, plans: list[CandidatePlan]) -> None:
+        self.round_task = self.progress.add_task(f"round {round_no}", total=len(plans))
+        for plan in plans:
+            self.tasks[plan.name] = self.progress.add_task(f"  {plan.name}", total=None, visible=False)
+
+    def candidate_stage(self, round_no: int, name: str, stage: str) -> None:
+        task = self.tasks.get(name)
+        if task is not None:
+            self.progress.update(task, description=f"  {name}: {stage}", visible=True)
+
+    def candidate_finished(self, round_no: int, manifest: Manifest) -> None:
+        name = manifest.candidate_id.split("/", 1)[1]
+        task = self.tasks.pop(name, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        if self.round_task is not None:
+            self.progress.advance(self.round_task)
+        score = f"{manifest.selected.objective:.4f}" if manifest.selected else "-"
+        status = manifest.failure.failure_class if manifest.failure else "ok"
+        self.progress.console.print(f"  r{round_no} {name:<28} {status:<14} objective {score}", highlight=False)
+
+    def round_closed(self, round_no: int, evidence: Evidence, next_policy: Policy) -> None:
+        for change in next_policy.changelog:
+            self.progress.console.print(f"  policy → {change.action}: {change.reason}", highlight=False)
+        if self.round_task is not None:
+            self.progress.remove_task(self.round_task)
+        self.progress.console.print(f"[bold]round {round_no} closed[/]", highlight=False)
+
+
+@app.command()
+def run(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="campaign folder")],
+    rounds: Annotated[int, typer.Option(help="total rounds the campaign should have (re-running resumes)")] = 2,
+    workers: Annotated[int | None, typer.Option(help="candidates per round, the anchor included")] = None,
+    parallel: Annotated[int | None, typer.Option(help="candidates run at once")] = None,
+    seed: Annotated[int | None, typer.Option(help="must equal the campaign seed fixed at init, if given")] = None,
+) -> None:
+    """Run, or resume after a kill, the campaign's rounds."""
+    try:
+        _, config = open_campaign(run_dir)
+        if seed is not None and seed != config.seed:
+            raise EvotrainError(
+                f"--seed {seed} differs from the campaign seed {config.seed} fixed at init",
+                path=run_dir / "campaign.toml",
+                fix="drop --seed, or init a new campaign with the seed you want",
+            )
+        started = time.monotonic()
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            campaign = Campaign(run_dir, executor=LocalExecutor(), observer=RichObserver(progress))
+            campaign.run(rounds=rounds, workers=workers, parallel=parallel)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain status {run_dir}` for the summary")
+    _print_status(campaign_status(open_campaign(run_dir)[0]))
+
+
+def _print_status(rounds: list[RoundStatus]) -> None:
+    table = Table(title="campaign")
+    for col in ("round", "state", "candidates", "ok", "best objective", "best external"):
+        table.add_column(col)
+    for r in rounds:
+        ok = sum(1 for c in r.candidates if c.stage == "done")
+        table.add_row(
+            str(r.round),
+            r.state,
+            str(len(r.candidates)),
+            str(ok),
+            f"{r.best_objective:.4f}" if r.best_objective is not None else "-",
+            f"{r.best_external:.4f}" if r.best_external is not None else "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+    """Where a campaign stands, read from its files."""
+    try:
+        paths, _ = open_campaign(run_dir)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    rounds = campaign_status(paths)
+    _print_status(rounds)
+    for r in rounds:
+        if r.state != "closed":
+            for c in r.candidates:
+                console.print(f"  r{r.round} {c.candidate_id}: {c.stage}", highlight=False)
+
+
+@app.command()
+def audit(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+    """Re-verify hashes, manifests, evidence and the policy chain; exit non-zero on any mismatch."""
+    try:
+        problems = audit_campaign(run_dir)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    if problems:
+        for problem in problems:
+            err_console.print(f"[red]✗[/] {problem}", highlight=False)
+        err_console.print(f"[bold red]audit failed[/]: {len(problems)} problem(s)")
+        raise typer.Exit(code=1)
+    console.print("[green]audit passed[/]: substrate, constitution, manifests, evidence and policy chain intact")
+
+
+def main() -> None:
+    sys.exit(app())
