@@ -30,8 +30,15 @@ class CandidateSummary(BaseModel):
     gain: float | None = None  # objective gain over this round's anchor (signed so + is better)
     gain_interval: Interval | None = None  # paired-bootstrap 95% interval of the gain
     domain_gains: dict[str, float] = {}
-    above_noise: bool = False  # gain > the policy's promotion threshold
+    above_noise: bool = False  # gain > the promotion threshold (k from the policy, band from all anchors so far)
     wall_s: float = 0.0
+    replicate_of: str | None = None
+    gain_method: str = ""  # how the interval was computed (paired bootstrap over N items, or unpaired binomial)
+    domain_gain_intervals: dict[str, Interval] = {}
+    external_gain: float | None = None  # external score minus the reference anchor's external score
+    # Full text of the candidate's editable files (relpath -> content) for candidates that may be promoted, so a
+    # meta agent can write the standing recipe from the evidence alone.
+    recipe_files: dict[str, str] | None = None
 
 
 class AxisPattern(BaseModel):
@@ -75,6 +82,14 @@ class Calibration(BaseModel):
     mean_gap: float | None = None
     dev_noise_band: float | None = None  # the anchor noise band on the objective
     external_noise_band: float | None = None
+    seed_sd: float | None = None  # pooled sd of anchor/replicate objectives of one recipe across seeds
+    item_sd: float | None = None  # binomial item-sampling sd of the anchor's objective
+    k: float = 2.0  # the policy's multiplier: threshold = k · band
+    dev_threshold: float | None = None  # the promotion threshold k · dev_noise_band
+    external_threshold: float | None = None  # k · external_noise_band
+    noise_note: str = ""  # where each noise figure came from, in words
+    external_noise_source: str = ""  # "anchors", "binomial" or "policy default"
+    domain_noise_bands: dict[str, float] = {}  # per-domain band on the dev domain score
     per_domain: list[DomainCalibration] = []
     decoupled_domains: list[str] = []
 

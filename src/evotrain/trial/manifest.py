@@ -63,6 +63,7 @@ class ExternalResult(BaseModel):
     checkpoint: str
     score: float
     domains: dict[str, float] | None = None
+    n: int | None = None  # external items scored, when the target says (gives a binomial external noise band)
     submission_id: str | None = None
     submitted_at: float
 

@@ -1,0 +1,324 @@
+"""The statistics the loop stands on: paired gains, two noise sources, calibration and the decoupled-proxy flag.
+
+Every function here is pure (numbers in, numbers out, seeded where random) so the collector, the constitution and
+the meta agents compute the same quantities the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from evotrain.trial.manifest import Manifest
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+_BOOTSTRAP_CHUNK = 250  # resamples drawn at once: bounds memory for dev sets of many thousand items
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that depends only on its parts (Python's hash() is salted per process)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return int(digest[:12], 16)
+
+
+# ---- the objective -------------------------------------------------------------------------------------------
+def domain_weights(domains: Sequence[str], weights: Mapping[str, float]) -> dict[str, float]:
+    """The weight of every metric domain; a domain the policy does not name weighs 1."""
+    return {d: float(weights.get(d, 1.0)) for d in domains}
+
+
+def weighted_objective(scores: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
+    """The selection objective: the weighted mean of per-domain dev scores (domains without a score are skipped)."""
+    total = sum(weights.get(d, 1.0) for d in scores)
+    if total <= 0:
+        return None
+    return sum(weights.get(d, 1.0) * s for d, s in scores.items()) / total
+
+
+# ---- noise ---------------------------------------------------------------------------------------------------
+def binomial_sd(p: float, n: int) -> float:
+    """Sampling sd of a mean score over n items. For 0/1 items it is exact; for scores in [0, 1] an upper bound."""
+    if n <= 0:
+        return math.inf
+    q = min(max(p, 0.0), 1.0)
+    return math.sqrt(q * (1.0 - q) / n)
+
+
+def objective_item_sd(domains: Mapping[str, tuple[float, int]], weights: Mapping[str, float]) -> float | None:
+    """Item-sampling sd of the weighted objective, from each domain's score and item count (p, n)."""
+    usable = {d: pn for d, pn in domains.items() if pn[1] > 0}
+    total = sum(weights.get(d, 1.0) for d in usable)
+    if not usable or total <= 0:
+        return None
+    var = sum((weights.get(d, 1.0) / total) ** 2 * binomial_sd(p, n) ** 2 for d, (p, n) in usable.items())
+    return math.sqrt(var)
+
+
+def pooled_sd(groups: Iterable[Sequence[float]]) -> tuple[float | None, int]:
+    """Pooled within-group sd (each group: runs of one recipe with different seeds) and its degrees of freedom.
+
+    Pooling within recipes keeps a promotion's real effect out of the seed-noise estimate. None until some group
+    has two runs.
+    """
+    ss = 0.0
+    dof = 0
+    for group in groups:
+        values = np.asarray(group, dtype=float)
+        if values.size >= 2:
+            ss += float(((values - values.mean()) ** 2).sum())
+            dof += int(values.size) - 1
+    if dof == 0:
+        return None, 0
+    return math.sqrt(ss / dof), dof
+
+
+def combined_band(seed_sd: float | None, item_sd: float | None) -> float | None:
+    """The noise band: sqrt(seed² + item²) of whichever sources are known."""
+    parts = [x for x in (seed_sd, item_sd) if x is not None and math.isfinite(x)]
+    if not parts:
+        return None
+    return math.sqrt(sum(x * x for x in parts))
+
+
+# ---- paired and unpaired gains -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GainEstimate:
+    gain: float
+    low: float
+    high: float
+    n_items: int
+
+
+@dataclass(frozen=True)
+class PairedGain:
+    overall: GainEstimate
+    domains: dict[str, GainEstimate] = field(default_factory=dict)
+    method: str = ""
+
+
+ItemScores = Mapping[str, Mapping[str, float]]  # domain -> item id -> score
+
+
+def _paired_diffs(candidate: ItemScores, anchor: ItemScores, sign: float) -> dict[str, npt.NDArray[np.float64]]:
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    for domain, cand_items in candidate.items():
+        anchor_items = anchor.get(domain, {})
+        common = sorted(set(cand_items) & set(anchor_items))
+        if common:
+            out[domain] = sign * np.array([cand_items[i] - anchor_items[i] for i in common], dtype=float)
+    return out
+
+
+def _bootstrap_means(x: npt.NDArray[np.float64], rng: np.random.Generator, n_boot: int) -> npt.NDArray[np.float64]:
+    chunks = []
+    for start in range(0, n_boot, _BOOTSTRAP_CHUNK):
+        rows = min(_BOOTSTRAP_CHUNK, n_boot - start)
+        idx = rng.integers(0, x.size, size=(rows, x.size))
+        chunks.append(x[idx].mean(axis=1))
+    return np.concatenate(chunks)
+
+
+def _percentiles(samples: npt.NDArray[np.float64], level: float) -> tuple[float, float]:
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(samples, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def paired_bootstrap_gain(
+    candidate: ItemScores,
+    anchor: ItemScores,
+    weights: Mapping[str, float],
+    *,
+    sign: float,
+    seed: int,
+    n_boot: int = BOOTSTRAP_RESAMPLES,
+    level: float = CONFIDENCE,
+) -> PairedGain | None:
+    """Gain of the weighted objective over the anchor on the same dev items, with a paired bootstrap interval.
+
+    Items are resampled within their domain (a stratified bootstrap), so the interval respects the objective's
+    fixed domain weights; scipy.stats.bootstrap cannot stratify, hence the numpy loop.
+    """
+    diffs = _paired_diffs(candidate, anchor, sign)
+    total = sum(weights.get(d, 1.0) for d in diffs)
+    if not diffs or total <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+    combined = np.zeros(n_boot)
+    point = 0.0
+    per_domain: dict[str, GainEstimate] = {}
+    for domain in sorted(diffs):
+        x = diffs[domain]
+        boot = _bootstrap_means(x, rng, n_boot)
+        low, high = _percentiles(boot, level)
+        per_domain[domain] = GainEstimate(float(x.mean()), low, high, int(x.size))
+        share = weights.get(domain, 1.0) / total
+        combined += share * boot
+        point += share * float(x.mean())
+    low, high = _percentiles(combined, level)
+    n_items = sum(int(x.size) for x in diffs.values())
+    return PairedGain(
+        overall=GainEstimate(point, low, high, n_items),
+        domains=per_domain,
+        method=f"paired bootstrap over {n_items} shared dev items ({n_boot} resamples, stratified by domain)",
+    )
+
+
+def unpaired_gain(
+    candidate: Mapping[str, tuple[float, int]],
+    anchor: Mapping[str, tuple[float, int]],
+    weights: Mapping[str, float],
+    *,
+    sign: float,
+    level: float = CONFIDENCE,
+) -> PairedGain | None:
+    """Fallback without item-level scores: normal interval from the binomial variance of both means."""
+    common = sorted(set(candidate) & set(anchor))
+    total = sum(weights.get(d, 1.0) for d in common)
+    if not common or total <= 0:
+        return None
+    z = float(sps.norm.ppf(0.5 + level / 2.0))
+    per_domain: dict[str, GainEstimate] = {}
+    point = 0.0
+    var = 0.0
+    for d in common:
+        (pc, nc), (pa, na) = candidate[d], anchor[d]
+        g = sign * (pc - pa)
+        sd = math.sqrt(binomial_sd(pc, nc) ** 2 + binomial_sd(pa, na) ** 2)
+        per_domain[d] = GainEstimate(g, g - z * sd, g + z * sd, min(nc, na))
+        share = weights.get(d, 1.0) / total
+        point += share * g
+        var += share**2 * sd**2
+    sd_all = math.sqrt(var)
+    return PairedGain(
+        overall=GainEstimate(point, point - z * sd_all, point + z * sd_all, sum(e.n_items for e in per_domain.values())),
+        domains=per_domain,
+        method="unpaired normal interval from binomial variances (no item-level scores)",
+    )
+
+
+# ---- calibration ---------------------------------------------------------------------------------------------
+def spearman_with_interval(
+    x: Sequence[float], y: Sequence[float], *, seed: int, n_boot: int = 1000, level: float = CONFIDENCE
+) -> tuple[float | None, tuple[float, float] | None]:
+    """Spearman's rho (n ≥ 3, both sides varying) and a bootstrap percentile interval over pairs (n ≥ 4)."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.size < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return None, None
+    rho = float(sps.spearmanr(xa, ya).statistic)
+    if xa.size < 4:
+        return rho, None
+    rng = np.random.default_rng(seed)
+    samples = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, xa.size, size=xa.size)
+        xs, ys = xa[idx], ya[idx]
+        if np.ptp(xs) == 0 or np.ptp(ys) == 0:
+            continue  # a resample with no spread has no rank correlation
+        samples.append(float(sps.spearmanr(xs, ys).statistic))
+    if len(samples) < n_boot // 2:
+        return rho, None
+    return rho, _percentiles(np.asarray(samples), level)
+
+
+def robust_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Theil–Sen slope of y on x (robust to the odd outlier run); None with fewer than two distinct x."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.size < 2 or np.unique(xa).size < 2:
+        return None
+    return float(sps.theilslopes(ya, xa).slope)
+
+
+@dataclass(frozen=True)
+class DecouplingCount:
+    dev_above: int  # candidates whose dev gain on the domain cleared the domain threshold
+    external_flat: int  # of those, candidates whose external gain did not clear the external threshold
+    decoupled: bool
+
+
+def decoupling(
+    pairs: Sequence[tuple[float, float]],
+    *,
+    dev_threshold: float,
+    external_threshold: float,
+    min_candidates: int = 2,
+) -> DecouplingCount:
+    """The decoupled-proxy flag for one dev domain, over (dev gain on the domain, external gain) pairs.
+
+    Flagged when at least `min_candidates` candidates raised the domain above its noise threshold while their
+    external gain stayed inside the external band, and those are at least half of the candidates that raised it
+    (a domain whose dev gains mostly transfer is not decoupled because of one flat probe).
+    """
+    above = [(d, e) for d, e in pairs if d > dev_threshold]
+    flat = [(d, e) for d, e in above if e <= external_threshold]
+    decoupled = len(flat) >= min_candidates and 2 * len(flat) >= len(above)
+    return DecouplingCount(len(above), len(flat), decoupled)
+
+
+# ---- bookkeeping over manifests ------------------------------------------------------------------------------
+def round_anchor(manifests: Iterable[Manifest], round_no: int) -> Manifest | None:
+    """The round's anchor, if it ran to a selected checkpoint."""
+    for m in manifests:
+        if m.round == round_no and m.role == "anchor" and m.ok:
+            return m
+    return None
+
+
+def candidate_gains(history: Sequence[Manifest], sign: float) -> dict[str, float]:
+    """Objective gain over its own round's anchor for every ok non-anchor candidate of the campaign."""
+    anchors = {m.round: m for m in history if m.role == "anchor" and m.ok}
+    out: dict[str, float] = {}
+    for m in history:
+        anchor = anchors.get(m.round)
+        if m.role == "anchor" or not m.ok or anchor is None:
+            continue
+        assert m.selected is not None and anchor.selected is not None
+        out[m.candidate_id] = sign * (m.selected.objective - anchor.selected.objective)
+    return out
+
+
+@dataclass(frozen=True)
+class ExternalProgress:
+    best: float | None
+    best_source: str | None
+    rounds_without_gain: int
+    plateau_rounds: list[int]  # the measured rounds since the last external improvement
+    measured_rounds: list[int]
+
+
+def external_progress(history: Sequence[Manifest], sign: float) -> ExternalProgress:
+    """Best external score so far and how many measured rounds in a row failed to beat it.
+
+    A round counts only if some candidate of it has an external score: a round the external budget skipped is
+    neither progress nor plateau. The external score is taken to point the same way as the dev metric.
+    """
+    by_round: dict[int, list[Manifest]] = defaultdict(list)
+    for m in history:
+        if m.external is not None:
+            by_round[m.round].append(m)
+    best: float | None = None
+    source: str | None = None
+    plateau: list[int] = []
+    for round_no in sorted(by_round):
+        top = max(by_round[round_no], key=lambda m: sign * m.external.score if m.external else -math.inf)
+        assert top.external is not None
+        if best is None or sign * (top.external.score - best) > 0:
+            best, source = top.external.score, top.candidate_id
+            plateau = []
+        else:
+            plateau.append(round_no)
+    return ExternalProgress(best, source, len(plateau), plateau, sorted(by_round))
+
+
+def categories_explored(history: Sequence[Manifest], rounds: Iterable[int]) -> set[str]:
+    """Axis categories that worker or replicate candidates explored in the given rounds."""
+    wanted = set(rounds)
+    return {m.axis_category for m in history if m.round in wanted and m.role != "anchor" and m.axis_category}
