@@ -1,0 +1,3 @@
+from evotrain.cli import main
+
+main()
