@@ -6,7 +6,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from tiny_substrate import make_substrate
 
 from evotrain.errors import ConfigError, IntegrityError
 from evotrain.substrate.snapshot import (
@@ -17,6 +16,7 @@ from evotrain.substrate.snapshot import (
     snapshot_substrate,
     verify_snapshot,
 )
+from tiny_substrate import make_substrate
 
 
 @pytest.fixture

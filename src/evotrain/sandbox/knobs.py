@@ -1,0 +1,120 @@
+"""Read and write one declared recipe knob: a dotted key inside an editable TOML file of a sandbox.
+
+tomlkit keeps the file's comments, order and formatting, so a knob change is a one-line recipe diff.
+Keys are split on `.`; a key segment that itself contains a dot is not supported.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import TOMLKitError
+from tomlkit.toml_document import TOMLDocument
+
+from evotrain.errors import ConfigError
+from evotrain.fileio import atomic_write_text
+from evotrain.substrate.spec import Knob
+
+_FIX = "make the key exist in the substrate's file with the type declared in evotrain.toml [search.axes]"
+
+
+def _load(path: Path) -> TOMLDocument:
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("knob file not found in the sandbox", path=path, fix="restore the file") from None
+    except TOMLKitError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path=path, fix="correct the TOML syntax") from None
+
+
+def _parent_and_leaf(doc: TOMLDocument, knob: Knob, path: Path) -> tuple[Any, str]:
+    """The table holding the knob's last key segment, and that segment."""
+    *parents, leaf = knob.key.split(".")
+    table: Any = doc
+    for depth, part in enumerate(parents):
+        if not isinstance(table, dict) or part not in table:
+            missing = ".".join(parents[: depth + 1])
+            raise ConfigError(f"key `{knob.key}`: table `{missing}` is missing", path=path, fix=_FIX)
+        table = table[part]
+    if not isinstance(table, dict) or leaf not in table:
+        raise ConfigError(f"key `{knob.key}` is missing", path=path, fix=_FIX)
+    return table, leaf
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_value(knob: Knob, value: Any) -> str | None:
+    """Why `value` does not fit the knob's declared type, or None when it fits (range not checked)."""
+    if knob.type == "float" and not (_is_number(value) and math.isfinite(value)):
+        return f"expected a number for a float knob, found {value!r}"
+    if knob.type == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+        return f"expected an integer, found {value!r}"
+    if knob.type == "bool" and not isinstance(value, bool):
+        return f"expected true or false, found {value!r}"
+    if knob.type == "choice" and not isinstance(value, str | int | float):
+        return f"expected one of {knob.choices}, found {value!r}"
+    if knob.type == "weights":
+        if not isinstance(value, dict) or not value:
+            return f"expected a non-empty table {{domain = weight}}, found {value!r}"
+        bad = [k for k, v in value.items() if not (_is_number(v) and math.isfinite(v))]
+        if bad:
+            return f"weight(s) {', '.join(bad)} are not numbers"
+    return None
+
+
+def _out_of_range(knob: Knob, value: Any) -> str | None:
+    if knob.type in ("float", "int") and knob.low is not None and knob.high is not None:
+        if not knob.low <= value <= knob.high:
+            return f"{value!r} is outside the declared range [{knob.low}, {knob.high}]"
+    if knob.type == "weights" and knob.low is not None and knob.high is not None:
+        outside = [k for k, v in value.items() if not knob.low <= v <= knob.high]
+        if outside:
+            return f"weight(s) {', '.join(outside)} are outside the declared range [{knob.low}, {knob.high}]"
+    if knob.type == "choice" and knob.choices is not None and value not in knob.choices:
+        return f"{value!r} is not one of the declared choices {knob.choices}"
+    return None
+
+
+def read_knob(sandbox: Path, knob: Knob) -> Any:
+    """The knob's current value as plain Python (a float knob written `1` reads as 1.0; weights as a dict)."""
+    path = sandbox / knob.file
+    table, leaf = _parent_and_leaf(_load(path), knob, path)
+    item = table[leaf]
+    value = item.unwrap() if hasattr(item, "unwrap") else item
+    problem = check_value(knob, value)
+    if problem:
+        raise ConfigError(f"key `{knob.key}` ({knob.type} knob): {problem}", path=path, fix=_FIX)
+    if knob.type == "float":
+        return float(value)
+    if knob.type == "weights":
+        return {str(k): float(v) for k, v in value.items()}
+    return value
+
+
+def write_knob(sandbox: Path, knob: Knob, value: Any) -> None:
+    """Set the knob to `value` (type- and range-checked), keeping the rest of the file byte for byte."""
+    path = sandbox / knob.file
+    problem = check_value(knob, value) or _out_of_range(knob, value)
+    if problem:
+        raise ConfigError(f"cannot set `{knob.key}` ({knob.type} knob): {problem}", path=path, fix=_FIX)
+    doc = _load(path)
+    table, leaf = _parent_and_leaf(doc, knob, path)
+    if knob.type == "weights":
+        weights = table[leaf]
+        if not isinstance(weights, dict):
+            raise ConfigError(f"key `{knob.key}` is not a table {{domain = weight}}", path=path, fix=_FIX)
+        for domain in [d for d in weights if d not in value]:
+            del weights[domain]
+        for domain, weight in value.items():
+            if domain not in weights or weights[domain] != weight:  # untouched weights keep their spelling
+                weights[domain] = float(weight)
+    elif knob.type == "float":
+        table[leaf] = float(value)
+    else:
+        table[leaf] = value
+    atomic_write_text(path, tomlkit.dumps(doc), mode=path.stat().st_mode & 0o777)
