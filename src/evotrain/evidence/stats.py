@@ -198,8 +198,9 @@ def unpaired_gain(
         point += share * g
         var += share**2 * sd**2
     sd_all = math.sqrt(var)
+    n_items = sum(e.n_items for e in per_domain.values())
     return PairedGain(
-        overall=GainEstimate(point, point - z * sd_all, point + z * sd_all, sum(e.n_items for e in per_domain.values())),
+        overall=GainEstimate(point, point - z * sd_all, point + z * sd_all, n_items),
         domains=per_domain,
         method="unpaired normal interval from binomial variances (no item-level scores)",
     )
