@@ -1,0 +1,34 @@
+"""Score a checkpoint on a labelled split; write the evaluation report (docs/substrate-format.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from model import load_rows, predict
+
+DOMAINS = ("alpha", "beta", "gamma")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args()
+    rows = load_rows(args.split)
+    correct = predict(args.checkpoint, rows) == [row["y"] for row in rows]
+    items = [
+        {"id": row["id"], "domain": row["domain"], "score": float(ok)} for row, ok in zip(rows, correct, strict=True)
+    ]
+    domains = {}
+    for domain in DOMAINS:
+        scores = [item["score"] for item in items if item["domain"] == domain]
+        domains[domain] = {"score": sum(scores) / len(scores), "n": len(scores)}
+    report = {"metric": "accuracy", "domains": domains, "items": items}
+    args.out.write_text(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
