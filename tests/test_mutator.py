@@ -81,8 +81,10 @@ def test_same_inputs_give_the_same_edit(fx: Fixture) -> None:
 
 
 def test_different_candidates_usually_make_different_edits(fx: Fixture) -> None:
-    edits = {tuple(fx.propose("optimizer", candidate=f"c{i:02d}")[0].changes) for i in range(2, 14)}
-    assert len(edits) >= 6
+    results = [fx.propose("optimizer", candidate=f"c{i:02d}")[0] for i in range(2, 14)]
+    assert len({tuple(r.changes) for r in results}) >= 6
+    assert any(len(r.changes) == 2 for r in results)  # sometimes two knobs
+    assert any(len(r.changes) == 1 for r in results)
 
 
 @pytest.mark.parametrize("axis", ["optimizer", "data_mix"])

@@ -55,6 +55,9 @@ def round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float:
 
 
 def fmt(value: Any) -> str:
+    """A value as the recipe spells it: 0.006, 'cosine', true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.{SIGNIFICANT_DIGITS}g}"
     return repr(value) if isinstance(value, str) else str(value)
@@ -153,6 +156,12 @@ def describe_move(move: Move, axis_name: str, axis_description: str) -> str:
         return (
             f"{verb} the {move.knob.key} weight of {domain} {fmt(move.old)} → {fmt(move.new)} ({move.how}) "
             f"to test whether {more} {domain} data improves the objective on {about}."
+        )
+    if move.knob.type == "bool":
+        state = "on" if move.new else "off"
+        return (
+            f"Turned {move.key} {state} ({fmt(move.old)} → {fmt(move.new)}) to test whether the recipe does better "
+            f"with it {state} on {about}."
         )
     if move.direction == "set":
         return (
