@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from model import load_rows, predict
+sys.dont_write_bytecode = True  # keep the frozen eval/ folder free of __pycache__ in sandboxes
+from model import load_rows, predict  # noqa: E402
 
 DOMAINS = ("alpha", "beta", "gamma")
 
