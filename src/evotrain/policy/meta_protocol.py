@@ -1,0 +1,32 @@
+"""The meta-agent protocol: rewrite the rolling policy from the round evidence, under the frozen constitution.
+
+Backends: the deterministic rule agent (meta_rules.py) and, later, an LLM whose structured output is validated the
+same way. The caller runs `constitution.enforce` on every proposal; a meta agent never writes files.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from evotrain.evidence.schema import Evidence
+from evotrain.policy.constitution import Constitution
+from evotrain.policy.schema import Policy
+from evotrain.substrate.spec import SubstrateSpec
+from evotrain.trial.manifest import Manifest
+
+
+class MetaAgent(Protocol):
+    name: str
+
+    def propose(
+        self,
+        *,
+        policy: Policy,
+        evidence: Evidence,
+        spec: SubstrateSpec,
+        history: list[Manifest],
+        constitution: Constitution,
+    ) -> Policy:
+        """The policy for round `policy.round + 1` (parent_sha256 = policy.sha256()), with every change in its
+        changelog; `history` holds every manifest of the campaign so far, the evidence round's included."""
+        ...

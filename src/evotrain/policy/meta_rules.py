@@ -1,0 +1,398 @@
+"""The deterministic rule meta agent: the default way the rolling policy learns from a round's evidence.
+
+In order: noise rules from anchors; external bookkeeping; the proxy-aware reversal when calibration flags decoupled
+dev domains; promotion (or a replicate for a near-threshold win); dead ends; axis retirement; axis-category
+rotation on an external plateau; asks. Every change is logged in the changelog with its round. The same
+constitution functions the caller enforces with are used here, so a proposal from this agent keeps every rule.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evotrain.evidence import stats
+from evotrain.evidence.collector import RECIPE_FAILURES, round_axis_verdicts
+from evotrain.evidence.schema import CandidateSummary, Evidence
+from evotrain.policy.constitution import Constitution, promotion_refusals
+from evotrain.policy.schema import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
+from evotrain.substrate.spec import SubstrateSpec
+from evotrain.trial.manifest import Manifest
+
+BASE_ASK = "explore your assigned axis with one clear, single-variable change and say why you expect it to help"
+FREE_FORM = "(free-form edit)"  # the knob name of a dead end recorded for an edit that declared no knob change
+
+
+def proxy_ask(domain: str) -> str:
+    return (
+        f"interventions that may lower the dev score on {domain} while raising the external score: rebalance "
+        f"over-represented domains, select checkpoints by the reweighted objective; treat raw dev gains on {domain} "
+        "as suspect unless an external probe confirms them"
+    )
+
+
+@dataclass
+class _Step:
+    """What every rule of the agent reads, and the policy it writes."""
+
+    previous: Policy
+    nxt: Policy
+    evidence: Evidence
+    spec: SubstrateSpec
+    history: Sequence[Manifest]
+    constitution: Constitution
+
+    @property
+    def round(self) -> int:
+        return self.evidence.round
+
+    @property
+    def sign(self) -> float:
+        return self.spec.metric.sign
+
+    @property
+    def threshold(self) -> float | None:
+        return self.evidence.calibration.dev_threshold
+
+    def log(self, action: str, reason: str) -> Provenance:
+        entry = Provenance(round=self.round, action=action, reason=reason)
+        self.nxt.changelog.append(entry)
+        return entry
+
+    def manifest(self, candidate_id: str) -> Manifest | None:
+        return next((m for m in self.history if m.candidate_id == candidate_id), None)
+
+
+class RuleMetaAgent:
+    name = "rules"
+
+    def __init__(self, *, downweight: float = 0.25) -> None:
+        if not 0.0 <= downweight < 1.0:
+            raise ValueError("downweight must be in [0, 1): it lowers the weight of an untrusted domain")
+        self.downweight = downweight
+
+    def propose(
+        self,
+        *,
+        policy: Policy,
+        evidence: Evidence,
+        spec: SubstrateSpec,
+        history: list[Manifest],
+        constitution: Constitution,
+    ) -> Policy:
+        nxt = policy.model_copy(deep=True)
+        nxt.round = policy.round + 1
+        nxt.parent_sha256 = policy.sha256()
+        nxt.changelog = []
+        nxt.replicate = []
+        step = _Step(policy, nxt, evidence, spec, history, constitution)
+        update_noise(step)
+        update_external(step)
+        rotation_ask = None
+        proxy_reversal(step, self.downweight)
+        promote_or_replicate(step)
+        record_dead_ends(step)
+        retire_axes(step)
+        rotation_ask = rotate_categories(step)
+        nxt.asks = [BASE_ASK, *(proxy_ask(d) for d in nxt.objective.untrusted_domains)]
+        if rotation_ask:
+            nxt.asks.append(rotation_ask)
+        if not nxt.changelog:
+            step.log("kept", "the evidence called for no change")
+        return nxt
+
+
+# ---- noise and external bookkeeping --------------------------------------------------------------------------
+def update_noise(step: _Step) -> None:
+    cal = step.evidence.calibration
+    noise = step.nxt.noise
+    anchors = sum(1 for m in step.history if m.role == "anchor" and m.ok)
+    new = noise.model_copy(
+        update={
+            "seed_sd": cal.seed_sd,
+            "item_sd": cal.item_sd,
+            "band": cal.dev_noise_band,
+            "threshold": noise.k * cal.dev_noise_band if cal.dev_noise_band is not None else None,
+            "external_sd": cal.external_noise_band if cal.external_noise_source != "policy default" else None,
+            "anchor_observations": anchors,
+        }
+    )
+    if new.model_dump(exclude={"provenance"}) == noise.model_dump(exclude={"provenance"}):
+        return
+    band = "unknown" if new.band is None else f"{new.band:.4f}"
+    threshold = "unknown" if new.threshold is None else f"{new.threshold:.4f}"
+    entry = step.log(
+        "noise",
+        f"band {band} → threshold k·band = {threshold} from {anchors} anchor run(s): {cal.noise_note}; "
+        f"external sd from {cal.external_noise_source}",
+    )
+    new.provenance = [*noise.provenance, entry]
+    step.nxt.noise = new
+
+
+def update_external(step: _Step) -> None:
+    progress = stats.external_progress(step.history, step.sign)
+    nxt = step.nxt
+    if progress.best != nxt.best_external or progress.best_source != nxt.best_external_source:
+        step.log("external", f"best external score {progress.best} from {progress.best_source}")
+    if progress.rounds_without_gain != nxt.rounds_without_external_gain:
+        step.log(
+            "external",
+            f"{progress.rounds_without_gain} measured round(s) without external improvement"
+            + (f" (rounds {', '.join(map(str, progress.plateau_rounds))})" if progress.plateau_rounds else ""),
+        )
+    nxt.best_external = progress.best
+    nxt.best_external_source = progress.best_source
+    nxt.rounds_without_external_gain = progress.rounds_without_gain
+
+
+# ---- the proxy-aware reversal --------------------------------------------------------------------------------
+def proxy_reversal(step: _Step, downweight: float) -> None:
+    """Stop trusting dev domains whose gains no longer reach the external target; select by the reweighted
+    objective; ask for interventions that may lower the proxy while raising the external score."""
+    objective = step.nxt.objective
+    flagged = [d for d in step.evidence.calibration.decoupled_domains if d not in objective.untrusted_domains]
+    if not flagged:
+        return
+    weights = stats.domain_weights(step.spec.metric.domains, objective.domain_weights)
+    for domain in flagged:
+        cal = next(c for c in step.evidence.calibration.per_domain if c.domain == domain)
+        old = weights.get(domain, 1.0)
+        weights[domain] = old * downweight
+        entry = step.log(
+            "untrust_domain",
+            f"{domain}: dev gains cleared the domain noise band in {cal.dev_gain_above_noise} candidate(s) while the "
+            f"external gain of {cal.external_flat_among_them} stayed inside the external band; weight {old:g} → "
+            f"{weights[domain]:g}, marked untrusted",
+        )
+        objective.provenance.append(entry)
+        objective.untrusted_domains.append(domain)
+    objective.domain_weights = weights
+    if objective.mode != "proxy_aware" or objective.checkpoint_criterion != "objective":
+        entry = step.log(
+            "objective_mode",
+            "proxy_aware: candidates and checkpoints are ranked by the reweighted objective, not raw dev",
+        )
+        objective.provenance.append(entry)
+    objective.mode = "proxy_aware"
+    objective.checkpoint_criterion = "objective"
+
+
+# ---- promotion -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Contender:
+    source: str  # the candidate whose recipe would be promoted
+    run: CandidateSummary  # this round's run of that recipe (the candidate itself, or its replicate)
+    gain: float  # the evidence for it: its gain, or its mean with its replicates
+
+
+def _contenders(step: _Step) -> list[_Contender]:
+    gains = stats.candidate_gains(step.history, step.sign)
+    out = []
+    for s in step.evidence.candidates:
+        if s.role == "anchor" or s.gain is None or s.status != "ok":
+            continue
+        source = s.replicate_of if s.role == "replicate" and s.replicate_of else s.candidate_id
+        runs = [gains[source]] if source in gains else []
+        runs += [gains[m.candidate_id] for m in step.history if m.replicate_of == source and m.candidate_id in gains]
+        out.append(_Contender(source, s, sum(runs) / len(runs) if runs else s.gain))
+    return sorted(out, key=lambda c: -c.gain)
+
+
+def _reweighted_gain(step: _Step, s: CandidateSummary) -> float | None:
+    return stats.weighted_objective(s.domain_gains, step.nxt.objective.domain_weights) if s.domain_gains else None
+
+
+def promote_or_replicate(step: _Step) -> None:
+    threshold = step.threshold
+    if threshold is None:
+        return
+    margin = step.previous.noise.replicate_margin
+    for c in _contenders(step):
+        if c.gain <= threshold:
+            break  # sorted: nobody below clears the threshold either
+        refusals = promotion_refusals(
+            c.source,
+            previous=step.previous,
+            evidence=step.evidence,
+            constitution=step.constitution,
+            spec=step.spec,
+            history=step.history,
+        )
+        replicated = any(m.replicate_of == c.source for m in step.history)
+        near = c.gain <= threshold * (1 + margin) and not replicated
+        if any(r.rule == "external_authoritative" for r in refusals):
+            step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
+            continue
+        reweighted = _reweighted_gain(step, c.run)
+        if step.nxt.objective.untrusted_domains and c.run.external is None and reweighted is not None:
+            if reweighted <= threshold:
+                step.log(
+                    "not_promoted",
+                    f"{c.source}: its gain {c.gain:+.4f} shrinks to {reweighted:+.4f} under the reweighted objective "
+                    "and no external probe confirms it",
+                )
+                continue
+        if near:
+            if c.source not in step.nxt.replicate:
+                step.nxt.replicate.append(c.source)
+                step.log(
+                    "replicate",
+                    f"{c.source}: gain {c.gain:+.4f} is within ×(1 + {margin:g}) of the threshold {threshold:.4f}; "
+                    "one more seed before promotion",
+                )
+            continue
+        if refusals:
+            step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
+            continue
+        if _promote(step, c):
+            return
+
+
+def _promote(step: _Step, c: _Contender) -> bool:
+    files = c.run.recipe_files
+    source = step.manifest(c.source)
+    if not files or source is None:
+        step.log("not_promoted", f"{c.source}: its recipe files could not be read from its sandbox")
+        return False
+    previous = step.nxt.standing_recipe
+    entry = step.log(
+        "promote",
+        f"{c.source} becomes the standing recipe: objective gain {c.gain:+.4f} over its anchor, above the threshold "
+        f"{step.threshold:.4f}"
+        + (f"; external {c.run.external:.4f}" if c.run.external is not None else "; no external score yet"),
+    )
+    step.nxt.standing_recipe = StandingRecipe(
+        files=dict(files),
+        diff=source.recipe_diff,
+        source=c.source,
+        changes=[*previous.changes, *(ch.model_dump(mode="json") for ch in source.changes)],
+        provenance=[*previous.provenance, entry],
+    )
+    return True
+
+
+# ---- dead ends -----------------------------------------------------------------------------------------------
+def _harm(step: _Step, m: Manifest, gains: dict[str, float]) -> str | None:
+    """Why this worker's change belongs in "Don't waste budget on", or None."""
+    if m.failure is not None and m.failure.failure_class in RECIPE_FAILURES:
+        return f"the trial failed ({m.failure.failure_class}: {m.failure.message})"
+    gain = gains.get(m.candidate_id)
+    if gain is not None and step.threshold is not None and gain < -step.threshold:
+        return f"objective gain {gain:+.4f}, below −threshold {-step.threshold:.4f}"
+    return None
+
+
+def record_dead_ends(step: _Step) -> None:
+    gains = stats.candidate_gains(step.history, step.sign)
+    for m in step.history:
+        if m.round != step.round or m.role != "worker" or m.axis is None:
+            continue
+        why = _harm(step, m, gains)
+        if why is None:
+            continue
+        for entry in _dead_ends_for(step, m, why):
+            if any(
+                d.blocks(entry.axis, entry.knob or "", entry.direction or "set", entry.value)
+                for d in step.nxt.dead_ends
+            ):
+                continue  # already registered
+            step.nxt.dead_ends.append(entry)
+            step.log("dead_end", f"{entry.description} ({m.candidate_id})")
+
+
+def _already_registered(entry: DeadEnd, registry: Sequence[DeadEnd]) -> bool:
+    if entry.knob == FREE_FORM:
+        return any(d.axis == entry.axis and d.description == entry.description for d in registry)
+    assert entry.knob is not None and entry.direction is not None
+    return any(d.blocks(entry.axis, entry.knob, entry.direction, entry.value) for d in registry)
+
+
+def _dead_ends_for(step: _Step, m: Manifest, why: str) -> list[DeadEnd]:
+    assert m.axis is not None
+    if not m.changes:
+        summary = (m.rationale.strip().splitlines() or ["an edit with no recorded knob change"])[0][:200]
+        return [
+            DeadEnd(
+                round=step.round,
+                axis=m.axis,
+                knob=FREE_FORM,
+                description=f"{m.axis}: {summary}",
+                evidence=f"{m.candidate_id}: {why}",
+            )
+        ]
+    return [
+        DeadEnd(
+            round=step.round,
+            axis=c.axis,
+            knob=c.knob,
+            direction=c.direction,
+            value=c.new if c.direction == "set" else None,
+            description=f"{c.describe()}",
+            evidence=f"{m.candidate_id}: {why}",
+        )
+        for c in m.changes
+    ]
+
+
+# ---- axes ----------------------------------------------------------------------------------------------------
+def retire_axes(step: _Step) -> None:
+    """An axis whose candidates were harmful or failed in two rounds is retired (one always stays active)."""
+    verdicts = round_axis_verdicts(step.history, step.sign, step.threshold)
+    bad: dict[str, list[int]] = defaultdict(list)
+    for (round_no, axis_name), verdict in sorted(verdicts.items()):
+        if verdict in ("harmful", "failed"):
+            bad[axis_name].append(round_no)
+    for axis in step.nxt.axes:
+        rounds = bad.get(axis.name, [])
+        if axis.status != "active" or len(rounds) < 2:
+            continue
+        if len(step.nxt.active_axes()) <= 1:
+            step.log("kept_axis", f"{axis.name} was harmful or failed in rounds {rounds} but is the last active axis")
+            continue
+        _set_status(step, axis, "retired", f"harmful or failed in rounds {', '.join(map(str, rounds))}")
+
+
+def _set_status(step: _Step, axis: AxisState, status: str, reason: str) -> None:
+    action = "retired" if status == "retired" else "activated"
+    entry = step.log(action, f"{axis.name} ({axis.category}): {reason}")
+    axis.status = "retired" if status == "retired" else "active"
+    axis.provenance.append(entry)
+
+
+def _retired_for_harm(axis: AxisState) -> bool:
+    return bool(axis.provenance) and axis.provenance[-1].action == "retired" and "harmful" in axis.provenance[-1].reason
+
+
+def rotate_categories(step: _Step) -> str | None:
+    """After N measured rounds without external gain, retire the categories explored in them and activate the
+    others (axes retired for harm only when nothing else is left). Returns the ask to favour the new ones."""
+    n = step.constitution.rotate_after_rounds_without_external_gain
+    progress = stats.external_progress(step.history, step.sign)
+    if progress.rounds_without_gain < n:
+        return None
+    plateau = progress.plateau_rounds[-n:]
+    explored = stats.categories_explored(step.history, plateau)
+    active = {a.category for a in step.nxt.active_axes()}
+    if active - explored:
+        return None  # already exploring another category
+    rounds = ", ".join(map(str, plateau))
+    others = [a for a in step.nxt.axes if a.category not in explored]
+    if not others:
+        step.log(
+            "rotation_skipped",
+            f"no external gain in rounds {rounds}, but every category ({', '.join(sorted(explored))}) was explored "
+            "there; no other category exists",
+        )
+        return None
+    fresh = [a for a in others if not _retired_for_harm(a)] or others
+    reason = f"external target flat in rounds {rounds} while {', '.join(sorted(explored))} were explored"
+    for axis in fresh:
+        if axis.status != "active":
+            _set_status(step, axis, "active", f"rotation: {reason}")
+    for axis in step.nxt.axes:
+        if axis.category in explored and axis.status == "active":
+            _set_status(step, axis, "retired", f"rotation: {reason}")
+    categories = sorted({a.category for a in fresh})
+    return f"favour the {', '.join(categories)} categor{'y' if len(categories) == 1 else 'ies'}: {reason}"
