@@ -4,7 +4,9 @@
 - `tiny_spec`: its parsed evotrain.toml.
 - `tiny_candidate`: a campaign folder under tmp_path with one candidate (round 1, "c01-anchor") whose sandbox
   is a plain copy of the tiny substrate; returns (campaign_root, CandidatePaths). No snapshot/fork machinery.
-- `TINY_SUBSTRATE`, `TINY_ANSWERS`, `TINY_SCORER`: the committed example's paths (read-only; copy before editing).
+- `tiny_answers`, `tiny_scorer`: the external labels (outside the substrate) and the scorer that reads them:
+  `python tiny_score.py --answers A --predictions P` prints {"score", "n", "domains"}.
+Fixtures rather than importable names, so the tests work whether or not tests/ is a package.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ TINY_SCORER = EXAMPLES / "tiny_score.py"
 def copy_substrate(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
+
+
+@pytest.fixture
+def tiny_answers() -> Path:
+    return TINY_ANSWERS
+
+
+@pytest.fixture
+def tiny_scorer() -> Path:
+    return TINY_SCORER
 
 
 @pytest.fixture

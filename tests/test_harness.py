@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TINY_ANSWERS, TINY_SCORER
 from evotrain.campaign.layout import CandidatePaths
 from evotrain.executors.local import LocalExecutor
 from evotrain.policy.schema import Policy, SelectionObjective
@@ -61,11 +61,9 @@ def test_trial_end_to_end(tiny_candidate: Candidate, tiny_spec: SubstrateSpec) -
 
 
 def test_same_seed_same_scores_and_knobs_matter(tmp_path: Path, tiny_substrate: Path, tiny_spec: SubstrateSpec) -> None:
-    from conftest import copy_substrate
-
     def trial(name: str, seed: int, recipe_edit: tuple[str, str] | None = None) -> TrialOutcome:
         candidate = CandidatePaths(tmp_path / "campaign" / name, 1, name)
-        copy_substrate(tiny_substrate, candidate.sandbox)
+        shutil.copytree(tiny_substrate, candidate.sandbox)
         if recipe_edit:
             recipe = candidate.sandbox / "recipe.toml"
             recipe.write_text(recipe.read_text().replace(*recipe_edit))
@@ -164,14 +162,16 @@ def predict(tiny_candidate: Candidate, spec: SubstrateSpec, checkpoint: str) -> 
     )
 
 
-def test_predict_and_external_score(tiny_candidate: Candidate, tiny_spec: SubstrateSpec) -> None:
+def test_predict_and_external_score(
+    tiny_candidate: Candidate, tiny_spec: SubstrateSpec, tiny_answers: Path, tiny_scorer: Path
+) -> None:
     _, candidate = tiny_candidate
     outcome = run(tiny_candidate, tiny_spec)
     assert outcome.selected is not None
     predictions = predict(tiny_candidate, tiny_spec, outcome.selected.checkpoint)
     assert predictions == candidate.predictions_dir / f"{outcome.selected.checkpoint}.json"
     scored = subprocess.run(
-        [sys.executable, str(TINY_SCORER), "--answers", str(TINY_ANSWERS), "--predictions", str(predictions)],
+        [sys.executable, str(tiny_scorer), "--answers", str(tiny_answers), "--predictions", str(predictions)],
         capture_output=True,
         text=True,
         check=True,
