@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -15,17 +16,23 @@ from evotrain.sandbox.fork import fork_sandbox
 from evotrain.sandbox.knobs import read_knob
 from evotrain.sandbox.violations import detect_violations
 from evotrain.substrate.snapshot import SubstrateHashes, snapshot_substrate
-from evotrain.substrate.spec import SubstrateSpec
+from evotrain.substrate.spec import SubstrateSpec, load_spec
 from evotrain.workers.mutator import MutatorWorker, rng_for
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
-from tiny_substrate import make_substrate, tiny_spec
+
+SUBSTRATE = Path(__file__).parent / "data" / "sandbox_substrate"
+
+
+def make_substrate(root: Path) -> Path:
+    """A fresh copy of tests/data/sandbox_substrate (editable recipe.toml and pipeline/**; frozen eval/**, data/**)."""
+    return Path(shutil.copytree(SUBSTRATE, root / "substrate", ignore=shutil.ignore_patterns("__pycache__")))
 
 
 class Fixture:
     def __init__(self, root: Path) -> None:
         self.snapshot = root / "run" / "substrate"
         self.hashes: SubstrateHashes = snapshot_substrate(make_substrate(root), self.snapshot)
-        self.spec: SubstrateSpec = tiny_spec(self.snapshot)
+        self.spec: SubstrateSpec = load_spec(self.snapshot)
         self.root = root / "run" / "rounds"
         self.count = 0
 

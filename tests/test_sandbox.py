@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -13,8 +14,15 @@ from evotrain.sandbox.fork import fork_sandbox, remove_sandbox, temp_path
 from evotrain.sandbox.knobs import read_knob, write_knob
 from evotrain.sandbox.violations import detect_violations
 from evotrain.substrate.snapshot import SubstrateHashes, snapshot_substrate, verify_snapshot
-from evotrain.substrate.spec import SubstrateSpec
-from tiny_substrate import RECIPE_TOML, make_substrate, tiny_spec
+from evotrain.substrate.spec import SubstrateSpec, load_spec
+
+SUBSTRATE = Path(__file__).parent / "data" / "sandbox_substrate"
+RECIPE_TOML = (SUBSTRATE / "recipe.toml").read_text()
+
+
+def make_substrate(root: Path) -> Path:
+    """A fresh copy of tests/data/sandbox_substrate (editable recipe.toml and pipeline/**; frozen eval/**, data/**)."""
+    return Path(shutil.copytree(SUBSTRATE, root / "substrate", ignore=shutil.ignore_patterns("__pycache__")))
 
 
 class Campaign:
@@ -22,7 +30,7 @@ class Campaign:
         src = make_substrate(root)
         self.snapshot = root / "run" / "substrate"
         self.hashes: SubstrateHashes = snapshot_substrate(src, self.snapshot)
-        self.spec: SubstrateSpec = tiny_spec(self.snapshot)
+        self.spec: SubstrateSpec = load_spec(self.snapshot)
         self.candidates = root / "run" / "rounds" / "r0001" / "candidates"
 
     def fork(self, name: str = "c02-optimizer", standing: StandingRecipe | None = None) -> Path:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -16,7 +17,18 @@ from evotrain.substrate.snapshot import (
     snapshot_substrate,
     verify_snapshot,
 )
-from tiny_substrate import make_substrate
+
+SUBSTRATE = Path(__file__).parent / "data" / "sandbox_substrate"
+
+
+def make_substrate(root: Path) -> Path:
+    """A fresh copy of tests/data/sandbox_substrate, plus a .git folder and a Python cache a snapshot must skip."""
+    sub = Path(shutil.copytree(SUBSTRATE, root / "substrate", ignore=shutil.ignore_patterns("__pycache__")))
+    (sub / ".git").mkdir()
+    (sub / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (sub / "pipeline" / "__pycache__").mkdir()
+    (sub / "pipeline" / "__pycache__" / "build.cpython-311.pyc").write_bytes(b"cache")
+    return sub
 
 
 @pytest.fixture
