@@ -124,7 +124,7 @@ def detect_gpus() -> list[int]:
         return []
     if listing.returncode != 0:
         return []
-    return [i for i, line in enumerate(line for line in listing.stdout.splitlines() if line.startswith("GPU "))]
+    return list(range(sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))))
 
 
 # --- jobs ---------------------------------------------------------------------------------------------------
