@@ -188,7 +188,7 @@ def estimate_external_noise(
         if m.role == "anchor" and m.external is not None:
             anchor_groups[m.recipe_diff].append(m.external.score)
     sd, _ = stats.pooled_sd(anchor_groups.values())
-    if sd is not None:
+    if sd is not None and sd > 0:  # identical anchor scores say too little to set a band of zero
         return sd, "anchors"
     with_n = [m for m in history if m.external is not None and m.external.n]
     if with_n:

@@ -225,7 +225,7 @@ def spearman_with_interval(
         if np.ptp(xs) == 0 or np.ptp(ys) == 0:
             continue  # a resample with no spread has no rank correlation
         samples.append(float(sps.spearmanr(xs, ys).statistic))
-    if len(samples) < n_boot // 2:
+    if not samples or len(samples) < n_boot // 2:
         return rho, None
     return rho, _percentiles(np.asarray(samples), level)
 

@@ -1,0 +1,106 @@
+"""The statistics the loop stands on, checked on synthetic data with a known truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from evotrain.evidence import stats
+
+
+def _paired_sample(rng: np.random.Generator, n: int, p_anchor: float, p_cand: float) -> tuple[dict, dict]:
+    """Correlated 0/1 outcomes on shared items: a latent difficulty per item, plus per-run flips."""
+    u = rng.random(n)
+    anchor = (u < p_anchor).astype(float)
+    cand = (u < p_cand).astype(float)
+    flips_a, flips_c = rng.random(n) < 0.05, rng.random(n) < 0.05
+    anchor = np.where(flips_a, 1 - anchor, anchor)
+    cand = np.where(flips_c, 1 - cand, cand)
+    return (
+        {"d": {f"i{i}": float(c) for i, c in enumerate(cand)}},
+        {"d": {f"i{i}": float(a) for i, a in enumerate(anchor)}},
+    )
+
+
+def test_paired_bootstrap_interval_covers_the_true_gain() -> None:
+    rng = np.random.default_rng(7)
+    p_anchor, p_cand, n = 0.55, 0.62, 400
+    # Each run's expected score: p·(1 − f) + (1 − p)·f with flip rate f = 0.05.
+    true_gain = (p_cand - p_anchor) * (1 - 2 * 0.05)
+    covered = 0
+    trials = 40
+    for t in range(trials):
+        cand, anchor = _paired_sample(rng, n, p_anchor, p_cand)
+        est = stats.paired_bootstrap_gain(cand, anchor, {"d": 1.0}, sign=1.0, seed=t, n_boot=1000)
+        assert est is not None
+        assert est.overall.low <= est.overall.gain <= est.overall.high
+        covered += est.overall.low <= true_gain <= est.overall.high
+    assert covered / trials >= 0.85  # nominal 95%
+
+
+def test_paired_interval_is_narrower_than_unpaired_on_correlated_items() -> None:
+    rng = np.random.default_rng(3)
+    cand, anchor = _paired_sample(rng, 500, 0.6, 0.66)
+    paired = stats.paired_bootstrap_gain(cand, anchor, {"d": 1.0}, sign=1.0, seed=1)
+    counts_c = {"d": (float(np.mean(list(cand["d"].values()))), 500)}
+    counts_a = {"d": (float(np.mean(list(anchor["d"].values()))), 500)}
+    unpaired = stats.unpaired_gain(counts_c, counts_a, {"d": 1.0}, sign=1.0)
+    assert paired is not None and unpaired is not None
+    assert paired.overall.gain == pytest.approx(unpaired.overall.gain)
+    assert paired.overall.high - paired.overall.low < 0.8 * (unpaired.overall.high - unpaired.overall.low)
+
+
+def test_bootstrap_is_seeded_and_respects_direction() -> None:
+    rng = np.random.default_rng(0)
+    cand, anchor = _paired_sample(rng, 200, 0.5, 0.6)
+    a = stats.paired_bootstrap_gain(cand, anchor, {"d": 1.0}, sign=1.0, seed=5)
+    b = stats.paired_bootstrap_gain(cand, anchor, {"d": 1.0}, sign=1.0, seed=5)
+    lower_is_better = stats.paired_bootstrap_gain(cand, anchor, {"d": 1.0}, sign=-1.0, seed=5)
+    assert a == b
+    assert lower_is_better is not None and a is not None
+    assert lower_is_better.overall.gain == pytest.approx(-a.overall.gain)
+
+
+def test_weighted_objective_and_item_sd() -> None:
+    assert stats.weighted_objective({"a": 0.5, "b": 1.0}, {"a": 1.0, "b": 3.0}) == pytest.approx(0.875)
+    assert stats.binomial_sd(0.5, 100) == pytest.approx(0.05)
+    # Two equal domains of 100 items at p = 0.5: sd of their mean is 0.05 / sqrt(2).
+    sd = stats.objective_item_sd({"a": (0.5, 100), "b": (0.5, 100)}, {})
+    assert sd == pytest.approx(0.05 / math.sqrt(2))
+
+
+def test_pooled_sd_uses_only_repeated_recipes() -> None:
+    assert stats.pooled_sd([[0.5], [0.7]]) == (None, 0)
+    sd, dof = stats.pooled_sd([[0.50, 0.52], [0.80, 0.84], [0.9]])
+    assert dof == 2
+    assert sd == pytest.approx(math.sqrt((0.0002 + 0.0008) / 2))
+    assert stats.combined_band(0.03, 0.04) == pytest.approx(0.05)
+    assert stats.combined_band(None, 0.04) == pytest.approx(0.04)
+
+
+def test_decoupling_flag_raised_when_dev_rises_and_external_stays_flat() -> None:
+    pairs = [(0.10, 0.004), (0.12, -0.006), (0.08, 0.01), (0.01, 0.02)]
+    flag = stats.decoupling(pairs, dev_threshold=0.05, external_threshold=0.02)
+    assert flag == stats.DecouplingCount(dev_above=3, external_flat=3, decoupled=True)
+
+
+def test_decoupling_flag_not_raised_when_external_moves_with_dev() -> None:
+    pairs = [(0.10, 0.06), (0.12, 0.08), (0.08, 0.05), (0.01, 0.0)]
+    flag = stats.decoupling(pairs, dev_threshold=0.05, external_threshold=0.02)
+    assert flag.dev_above == 3 and flag.external_flat == 0 and not flag.decoupled
+    # one flat probe among transferring gains is not enough
+    assert not stats.decoupling(
+        [(0.1, 0.0), (0.1, 0.06), (0.1, 0.07)], dev_threshold=0.05, external_threshold=0.02
+    ).decoupled
+
+
+def test_spearman_and_slope() -> None:
+    x = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]
+    rho, interval = stats.spearman_with_interval(x, [2 * v for v in x], seed=0)
+    assert rho == pytest.approx(1.0)
+    assert interval is not None and interval[0] <= 1.0
+    assert stats.robust_slope(x, [2 * v + 0.1 for v in x]) == pytest.approx(2.0)
+    assert stats.spearman_with_interval([0.1, 0.2], [0.3, 0.4], seed=0) == (None, None)
+    assert stats.spearman_with_interval([0.1, 0.2, 0.3], [0.3, 0.1, 0.4], seed=0)[1] is None  # n < 4: no interval
