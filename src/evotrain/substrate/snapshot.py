@@ -48,12 +48,12 @@ class SubstrateHashes(BaseModel):
 
     schema_version: int = HASHES_VERSION
     files: dict[str, FileRecord]
-    combined: str  # sha256 over every (relpath, sha256) pair in path order: one value to put in campaign.toml
+    digest: str  # sha256 over every (relpath, sha256) pair in path order: one value to put in campaign.toml
 
     @classmethod
     def from_files(cls, files: dict[str, FileRecord]) -> SubstrateHashes:
         ordered = dict(sorted(files.items()))
-        return cls(files=ordered, combined=combined_digest(ordered))
+        return cls(files=ordered, digest=combined_digest(ordered))
 
 
 def combined_digest(files: dict[str, FileRecord]) -> str:
@@ -284,7 +284,7 @@ def verify_snapshot(dest: Path, recorded: SubstrateHashes) -> None:
     """Re-hash every byte of the snapshot; raise IntegrityError naming the first missing, extra or changed file."""
     if not dest.is_dir():
         raise IntegrityError("the substrate snapshot is missing", path=dest, fix="restore it from the substrate")
-    if combined_digest(recorded.files) != recorded.combined:
+    if combined_digest(recorded.files) != recorded.digest:
         raise IntegrityError(
             "the substrate hash record does not match its own combined digest (it was edited)",
             path=dest,
