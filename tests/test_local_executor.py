@@ -99,10 +99,12 @@ def test_one_cpu_runs_two_jobs_one_after_another(tmp_path: Path) -> None:
 
 def test_two_cpus_run_two_jobs_at_once(tmp_path: Path) -> None:
     executor = LocalExecutor(cpus=2, gpus=[])
-    refs = [executor.submit(request(tmp_path, f"sleep 0.4; echo {n} > {n}.done", n)) for n in ("a", "b")]
-    started = time.monotonic()
+    command = "date +%s.%N > {0}.start; sleep 0.5; date +%s.%N > {0}.end"
+    refs = [executor.submit(request(tmp_path, command.format(n), n)) for n in ("a", "b")]
     assert all(wait(executor, ref).ok for ref in refs)
-    assert time.monotonic() - started < 0.75
+    spans = [(float((tmp_path / f"{n}.start").read_text()), float((tmp_path / f"{n}.end").read_text())) for n in "ab"]
+    first, second = sorted(spans)
+    assert second[0] < first[1], f"jobs did not overlap: {spans}"
 
 
 def test_gpu_slots_are_assigned_through_cuda_visible_devices(tmp_path: Path) -> None:
