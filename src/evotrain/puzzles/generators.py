@@ -231,9 +231,7 @@ def _bit_op(rng: random.Random, complexity: int, n_bits: int = 8) -> BitOp:
             int(a + b + c >= 2) for a, b, c in zip(x, _rotl(x, 1), _rotl(x, -1), strict=True)
         )
     if kind == 1:
-        return "choice", lambda x: tuple(
-            b if a else c for a, b, c in zip(x, _rotl(x, 1), _rotl(x, -1), strict=True)
-        )
+        return "choice", lambda x: tuple(b if a else c for a, b, c in zip(x, _rotl(x, 1), _rotl(x, -1), strict=True))
     (n1, f1), (n2, f2) = _bit_op(rng, 1, n_bits), _bit_op(rng, 2, n_bits)
     return f"{n1} then {n2}", lambda x: f2(f1(x))
 
@@ -259,7 +257,7 @@ def bit_manipulation(seed: str, d: Difficulty) -> Puzzle:
 
 # --------------------------------------------------------------------------------------------------------------
 # cipher: a letter substitution on short upper-case phrases.
-#   complexity 1: a shift (Caesar) cipher; 2 and 3: a random substitution (3: longer phrases).
+#   complexity 1: a shift (Caesar) cipher by 1..3 letters; 2: a shift by 1..25; 3: a random substitution.
 #   The query's letters always appear in the examples, so every puzzle is solvable.
 WORDS = (
     "ALICE RABBIT QUEEN KING HATTER TEA CAT DOOR KEY CAKE TIME GARDEN ROSE CARD MOUSE TURTLE HARE DREAM "
@@ -275,16 +273,16 @@ def _phrase(rng: random.Random, n_words: int) -> str:
 
 def cipher(seed: str, d: Difficulty) -> Puzzle:
     rng = random.Random(seed)
-    if d.complexity == 1:
-        shift = rng.randint(1, 25)
+    if d.complexity < 3:
+        shift = rng.randint(1, 3) if d.complexity == 1 else rng.randint(1, 25)
         key = {c: ALPHABET[(i + shift) % 26] for i, c in enumerate(ALPHABET)}
-        rule = "shift"
+        rule = f"shift {shift}"
     else:
         perm = list(ALPHABET)
         rng.shuffle(perm)
         key = dict(zip(ALPHABET, perm, strict=True))
         rule = "substitution"
-    n_words = 3 if d.complexity == 3 else 2
+    n_words = 2
 
     def encode(text: str) -> str:
         return "".join(key.get(c, c) for c in text)
