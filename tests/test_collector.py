@@ -10,7 +10,8 @@ from evotrain.evidence.schema import SECTIONS, Evidence
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.schema import DeadEnd, StandingRecipe
 from evotrain.trial.manifest import Violation
-from synthetic_campaign import BASE_RECIPE, DOMAINS, SPEC, SyntheticCampaign, change, diff_for
+
+from .synthetic_campaign import BASE_RECIPE, DOMAINS, SPEC, SyntheticCampaign, change, diff_for
 
 LR3 = BASE_RECIPE.replace("lr = 0.001", "lr = 0.003")
 
@@ -47,7 +48,7 @@ def test_candidates_get_paired_gains_against_the_anchor(tmp_path: Path) -> None:
     _round_one(c)
     evidence = c.evidence(1, initial_policy(SPEC))
     by_id = {s.candidate_id: s for s in evidence.candidates}
-    assert [s.role for s in evidence.candidates][0] == "anchor"
+    assert evidence.candidates[0].role == "anchor"
     opt = by_id["r0001/c02-optimizer"]
     assert opt.gain is not None and abs(opt.gain - 0.1) < 1e-9
     assert opt.gain_interval is not None and opt.gain_interval.low < 0.1 < opt.gain_interval.high

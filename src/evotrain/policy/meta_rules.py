@@ -89,7 +89,6 @@ class RuleMetaAgent:
         step = _Step(policy, nxt, evidence, spec, history, constitution)
         update_noise(step)
         update_external(step)
-        rotation_ask = None
         proxy_reversal(step, self.downweight)
         promote_or_replicate(step)
         record_dead_ends(step)
@@ -226,8 +225,8 @@ def promote_or_replicate(step: _Step) -> None:
             step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
         reweighted = _reweighted_gain(step, c.run)
-        if step.nxt.objective.untrusted_domains and c.run.external is None and reweighted is not None:
-            if reweighted <= threshold:
+        if step.nxt.objective.untrusted_domains and reweighted is not None and reweighted <= threshold:
+            if not _externally_confirmed(step, c.run):
                 step.log(
                     "not_promoted",
                     f"{c.source}: its gain {c.gain:+.4f} shrinks to {reweighted:+.4f} under the reweighted objective "
@@ -250,11 +249,20 @@ def promote_or_replicate(step: _Step) -> None:
             return
 
 
+def _externally_confirmed(step: _Step, s: CandidateSummary) -> bool:
+    """Whether the external target confirms a gain: its external gain clears the external noise threshold."""
+    ext_threshold = step.evidence.calibration.external_threshold
+    return s.external_gain is not None and ext_threshold is not None and s.external_gain > ext_threshold
+
+
 def _promote(step: _Step, c: _Contender) -> bool:
     files = c.run.recipe_files
     source = step.manifest(c.source)
-    if not files or source is None:
+    if files is None or source is None:
         step.log("not_promoted", f"{c.source}: its recipe files could not be read from its sandbox")
+        return False
+    if not files:
+        step.log("not_promoted", f"{c.source}: its sandbox does not differ from the substrate; nothing to promote")
         return False
     previous = step.nxt.standing_recipe
     entry = step.log(
@@ -374,9 +382,6 @@ def rotate_categories(step: _Step) -> str | None:
         return None
     plateau = progress.plateau_rounds[-n:]
     explored = stats.categories_explored(step.history, plateau)
-    active = {a.category for a in step.nxt.active_axes()}
-    if active - explored:
-        return None  # already exploring another category
     rounds = ", ".join(map(str, plateau))
     others = [a for a in step.nxt.axes if a.category not in explored]
     if not others:

@@ -1,0 +1,191 @@
+"""The rule meta agent: promotion, replication, dead ends, retirement, rotation and the proxy-aware reversal —
+each proposal checked against the constitution the way the campaign loop checks it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, enforce, load_constitution
+from evotrain.policy.initial import initial_policy
+from evotrain.policy.meta_rules import RuleMetaAgent
+from evotrain.policy.render import render_policy_markdown
+from evotrain.policy.schema import Policy
+
+from .synthetic_campaign import BASE_RECIPE, SPEC, SyntheticCampaign, change
+
+CONSTITUTION = load_constitution(DEFAULT_CONSTITUTION_PATH)
+LR3 = BASE_RECIPE.replace("lr = 0.001", "lr = 0.003")
+WARM20 = BASE_RECIPE.replace("warmup = 10", "warmup = 20")
+
+
+def step(c: SyntheticCampaign, policy: Policy) -> Policy:
+    """Collect the round's evidence, propose the next policy, and enforce the constitution on it."""
+    evidence = c.evidence(policy.round, policy)
+    history = c.history(policy.round)
+    proposed = RuleMetaAgent().propose(
+        policy=policy, evidence=evidence, spec=SPEC, history=history, constitution=CONSTITUTION
+    )
+    enforce(
+        previous=policy, proposed=proposed, evidence=evidence, constitution=CONSTITUTION, spec=SPEC, history=history
+    )
+    assert proposed.round == policy.round + 1 and proposed.parent_sha256 == policy.sha256()
+    return proposed
+
+
+def _round_one(c: SyntheticCampaign) -> None:
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70)
+    c.run(
+        1,
+        "c02-optimizer",
+        axis="optimizer",
+        skill=0.75,
+        external=0.72,
+        recipe=LR3,
+        changes=[change("optimizer", "lr", 0.001, 0.003)],
+    )
+    c.run(1, "c03-data_mix", axis="data_mix", skill=0.62)
+    c.run(1, "c04-schedule", axis="schedule", skill=0.65, recipe=WARM20, changes=[change("schedule", "warmup", 10, 20)])
+
+
+def test_promotion_above_the_threshold_becomes_the_standing_recipe(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    _round_one(c)
+    nxt = step(c, initial_policy(SPEC))
+    assert nxt.noise.threshold is not None and abs(nxt.noise.threshold - 0.04) < 1e-9
+    recipe = nxt.standing_recipe
+    assert recipe.source == "r0001/c02-optimizer"
+    assert recipe.files == {"recipe.toml": LR3}
+    assert "+lr = 0.003" in recipe.diff
+    assert [ch["knob"] for ch in recipe.changes] == ["lr"]
+    assert recipe.provenance and recipe.provenance[-1].round == 1
+    assert (c.paths.substrate / "recipe.toml").read_text() == BASE_RECIPE  # never written into the substrate
+    assert any(p.action == "promote" for p in nxt.changelog)
+    assert nxt.best_external == 0.72 and nxt.best_external_source == "r0001/c02-optimizer"
+    md = render_policy_markdown(nxt)
+    assert "```diff" in md and "## Don't waste budget on" in md and "`r0001/c02-optimizer`" in md
+
+
+def test_near_threshold_win_is_replicated_before_promotion(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(1, "c02-schedule", axis="schedule", skill=0.65, recipe=WARM20, changes=[change("schedule", "warmup", 10, 20)])
+    nxt = step(c, initial_policy(SPEC))
+    assert nxt.replicate == ["r0001/c02-schedule"]
+    assert nxt.standing_recipe.source is None
+    # the replicate confirms it: the mean of the two gains clears the threshold
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        2,
+        "c02-replicate-schedule",
+        role="replicate",
+        axis="schedule",
+        replicate_of="r0001/c02-schedule",
+        skill=0.66,
+        recipe=WARM20,
+    )
+    third = step(c, nxt)
+    assert third.standing_recipe.source == "r0001/c02-schedule"
+    assert third.standing_recipe.files == {"recipe.toml": WARM20}
+    assert third.replicate == []
+
+
+def test_dead_ends_are_appended_with_round_tags_and_never_removed(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        1, "c02-optimizer", axis="optimizer", skill=0.5, recipe=LR3, changes=[change("optimizer", "lr", 0.001, 0.003)]
+    )
+    c.run(
+        1,
+        "c03-schedule",
+        axis="schedule",
+        skill=0.6,
+        failure="oom",
+        recipe=WARM20,
+        changes=[change("schedule", "warmup", 10, 20)],
+    )
+    c.run(1, "c04-data_mix", axis="data_mix", skill=0.6, failure="preempted")  # the cluster's fault, not the recipe's
+    second = step(c, initial_policy(SPEC))
+    registry = [(d.round, d.axis, d.knob, d.direction) for d in second.dead_ends]
+    assert registry == [(1, "optimizer", "lr", "increase"), (1, "schedule", "warmup", "increase")]
+    assert "below −threshold" in second.dead_ends[0].evidence and "oom" in second.dead_ends[1].evidence
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(2, "c02-data_mix", axis="data_mix", skill=0.45, changes=[change("data_mix", "mix", 1.0, 0.5, "decrease")])
+    third = step(c, second)
+    assert third.dead_ends[:2] == second.dead_ends
+    assert [(d.round, d.axis) for d in third.dead_ends[2:]] == [(2, "data_mix")]
+    assert "[round 1] **optimizer.lr (increase)**" in render_policy_markdown(third)
+
+
+def test_an_axis_harmful_in_two_rounds_is_retired(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    policy = initial_policy(SPEC)
+    for r, new in ((1, 20), (2, 30)):
+        c.run(r, "c01-anchor", role="anchor", skill=0.6)
+        c.run(r, "c02-schedule", axis="schedule", skill=0.5, changes=[change("schedule", "warmup", 10, new)])
+        policy = step(c, policy)
+    schedule = next(a for a in policy.axes if a.name == "schedule")
+    assert schedule.status == "retired" and "rounds 1, 2" in schedule.provenance[-1].reason
+    assert {a.name for a in policy.active_axes()} == {"optimizer", "data_mix"}
+
+
+def test_rotation_after_two_rounds_without_external_gain(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    policy = initial_policy(SPEC)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.72)
+    c.run(1, "c02-optimizer", axis="optimizer", skill=0.6, external=0.71)
+    policy = step(c, policy)
+    for r in (2, 3):
+        c.run(r, "c01-anchor", role="anchor", skill=0.6, external=0.70)
+        c.run(r, "c02-optimizer", axis="optimizer", skill=0.61, external=0.71)
+        c.run(r, "c03-schedule", axis="schedule", skill=0.6, external=0.705)
+        policy = step(c, policy)
+        if r == 2:
+            assert policy.rounds_without_external_gain == 1
+            assert {a.category for a in policy.active_axes()} == {"optimization", "data"}
+    assert policy.rounds_without_external_gain == 2
+    assert {a.name for a in policy.active_axes()} == {"data_mix"}
+    retired = {a.name: a.provenance[-1].reason for a in policy.axes if a.status == "retired"}
+    assert set(retired) == {"optimizer", "schedule"} and all("rotation" in r for r in retired.values())
+    assert any("favour the data category" in ask for ask in policy.asks)
+
+
+def _push_equations(c: SyntheticCampaign, r: int, name: str, lift: float, external: float) -> None:
+    recipe = BASE_RECIPE.replace("equations = 1.0", f"equations = {1.0 + 10 * lift:g}")
+    c.run(
+        r,
+        name,
+        axis="data_mix",
+        external=external,
+        skill={"cipher": 0.6, "equations": 0.6 + lift, "numeral": 0.6},
+        recipe=recipe,
+        changes=[change("data_mix", "mix", {"equations": 1.0}, {"equations": 1.0 + 10 * lift}, "set")],
+    )
+
+
+def test_proxy_aware_reversal_on_decoupled_evidence(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    # Round 1: one candidate pushes the weak `equations` domain; the external target barely moves. One probe is no
+    # pattern: the policy still maximizes dev, and the dev gain (above the threshold, external not below) is promoted.
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=2000)
+    _push_equations(c, 1, "c02-data_mix", 0.2, 0.702)
+    second = step(c, initial_policy(SPEC))
+    assert second.objective.mode == "maximize_dev"
+    assert second.standing_recipe.source == "r0001/c02-data_mix"
+    # Round 2: two more candidates push equations further; external stays inside its band.
+    c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
+    _push_equations(c, 2, "c02-data_mix", 0.25, 0.712)
+    _push_equations(c, 2, "c03-data_mix", 0.3, 0.708)
+    third = step(c, second)
+    objective = third.objective
+    assert objective.mode == "proxy_aware"
+    assert objective.untrusted_domains == ["equations"]
+    assert objective.domain_weights["equations"] == 0.25 and objective.domain_weights["cipher"] == 1.0
+    assert objective.checkpoint_criterion == "objective"
+    assert any("lower the dev score on equations while raising the external score" in a for a in third.asks)
+    assert any(p.action == "untrust_domain" and p.round == 2 for p in third.changelog)
+    # raw dev gains on the untrusted domain are no longer promoted without an external probe confirming them
+    assert third.standing_recipe == second.standing_recipe
+    assert any(p.action == "not_promoted" and "reweighted" in p.reason for p in third.changelog)
+    md = render_policy_markdown(third)
+    assert "proxy_aware" in md and "**equations**" in md
