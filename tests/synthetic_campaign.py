@@ -50,7 +50,7 @@ SPEC = SubstrateSpec(
 
 
 def change(axis: str, knob: str, old: Any, new: Any, direction: str = "increase") -> KnobChange:
-    return KnobChange(axis=axis, knob=knob, file="recipe.toml", key=knob, old=old, new=new, direction=direction)  # type: ignore[arg-type]
+    return KnobChange(axis=axis, knob=knob, file="recipe.toml", key=knob, old=old, new=new, direction=direction)
 
 
 def diff_for(recipe: str) -> str:
@@ -113,7 +113,7 @@ class SyntheticCampaign:
                 correct = np.where(flips, 1.0 - correct, correct)
             domains[d] = DomainScore(score=float(correct.mean()), n=self.n_items)
             item_rows += [{"id": f"{d}-{i:04d}", "domain": d, "score": float(c)} for i, c in enumerate(correct)]
-        report = {"metric": "accuracy", "domains": {d: s.model_dump() for d, s in domains.items()}}
+        report: dict[str, Any] = {"metric": "accuracy", "domains": {d: s.model_dump() for d, s in domains.items()}}
         if items:
             report["items"] = item_rows
         report_path = cp.eval_dir / "ckpt-final.json"
@@ -129,7 +129,7 @@ class SyntheticCampaign:
             campaign="synthetic",
             round=round_no,
             candidate_id=cp.candidate_id,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             replicate_of=replicate_of,
             axis=axis,
             axis_category=SPEC.search.axes[axis].category if axis else None,
@@ -158,7 +158,7 @@ class SyntheticCampaign:
             )
             if external is not None and ok
             else None,
-            failure=Failure(failure_class=failure, message="it broke") if failure else None,  # type: ignore[arg-type]
+            failure=Failure(failure_class=failure, message="it broke") if failure else None,
             started_at=0.0,
             finished_at=1.0,
         )
