@@ -73,7 +73,7 @@ def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, pr
     if not cp.manifest.exists():
         return None
     written = Trace(cp.trace).last("manifest_written")
-    if written is None or written.get("sha256") != _sha(cp.manifest):
+    if written is None or written.data.get("sha256") != _sha(cp.manifest):
         problems.append(f"{cp.manifest}: does not match the hash its trace recorded when the harness wrote it")
     try:
         manifest = Manifest.model_validate_json(cp.manifest.read_text())

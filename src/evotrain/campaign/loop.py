@@ -302,7 +302,7 @@ def submit_candidate(ctx: RoundContext, target: ExternalTarget, cp: CandidatePat
         )
         trace.append("external_submitted", result=result.model_dump(mode="json"))
     else:
-        result = ExternalResult.model_validate(recorded["result"])
+        result = ExternalResult.model_validate(recorded.data["result"])
     updated = manifest.model_copy(update={"external": result})
     write_manifest(cp, updated, trace)
     return updated
@@ -382,7 +382,7 @@ def _forked_and_edited(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePath
     """Fork the sandbox and let the worker edit it, once. A crash mid-edit re-forks: half-edits never survive."""
     recorded = trace.last("worker_finished")
     if recorded is not None and cp.sandbox.exists():
-        return WorkerResult.model_validate(recorded["result"])
+        return WorkerResult.model_validate(recorded.data["result"])
     if cp.sandbox.exists() or cp.work.exists():
         remove_sandbox(cp.sandbox)
         remove_sandbox(cp.work)

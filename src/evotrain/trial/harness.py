@@ -66,7 +66,11 @@ class _Steps:
             logs=self.candidate.logs / log_stem,
             checkpoint=self.candidate.checkpoints / checkpoint if checkpoint is not None else None,
         )
-        outcome = run_step(self.executor, request, self.trace, required_output=output if required else None)
+        # train restarts from scratch: its checkpoints go with it; other steps own just their output file
+        fresh = [output, self.candidate.checkpoints] if step == "train" else [output]
+        outcome = run_step(
+            self.executor, request, self.trace, required_output=output if required else None, fresh=fresh
+        )
         self._add_cost(label, outcome)
         cls = failure_class(outcome)
         if cls is None:

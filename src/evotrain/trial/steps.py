@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from evotrain.errors import ConfigError
@@ -129,8 +131,12 @@ def run_step(
     *,
     poll_interval: float = 0.2,
     required_output: Path | None = None,
+    fresh: Sequence[Path] = (),
 ) -> StepOutcome:
     """Run a step to its end, once: a step the trace records as finished is not run again.
+
+    `fresh` lists the step's outputs (files, or folders whose contents go): they are cleared right before a
+    (re)submission, so a step restarted after a crash never meets the half-written outputs of its last attempt.
 
     A recorded success whose required output has since vanished is run again. A step started by an earlier
     orchestrator and never finished is re-attached when the executor can (a cluster job), else its leftovers
@@ -146,6 +152,7 @@ def run_step(
     if pending is not None:
         ref = executor.recover(pending)
     if ref is None:
+        clear_outputs(fresh)
         ref = executor.submit(request)
         trace.append("step_started", request.key, **ref.model_dump(mode="json"))
     outcome = _wait(executor, ref, poll_interval)
@@ -153,6 +160,18 @@ def run_step(
         outcome = missing_output_outcome(outcome, required_output)
     trace.append("step_finished", request.key, **outcome.model_dump(mode="json"))
     return outcome
+
+
+def clear_outputs(paths: Sequence[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            for child in path.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _wait(executor: Executor, ref: JobRef, poll_interval: float) -> StepOutcome:

@@ -15,6 +15,7 @@ Event kinds (`kind`, with `key` and the `data` payload):
 | `step_finished`      | harness      | step key                            | `StepOutcome` JSON                       |
 | `manifest_written`   | orchestrator | candidate id                        | `{"sha256": …}` or other manifest facts  |
 | `external_submitted` | orchestrator | candidate id                        | `ExternalResult` JSON                    |
+| `external_failed`    | orchestrator | candidate id                        | `reason`: why predict or scoring failed |
 
 Step keys: `<candidate id>/<step>` and `<candidate id>/evaluate/<checkpoint>` (predict likewise).
 """
@@ -39,6 +40,7 @@ EventKind = Literal[
     "step_finished",
     "manifest_written",
     "external_submitted",
+    "external_failed",
 ]
 
 
