@@ -59,7 +59,7 @@ def test_good_spec_loads_and_merges_resources(tmp_path: Path) -> None:
         ("low = 0.001", "low = 0.5", "search.axes.opt.knobs.lr"),
         ('domains = ["a", "b"]', 'domains = ["a", "a"]', "metric.domains"),
         ('file = "recipe.toml"', 'file = "eval/x.toml"', "search.axes.opt.knobs.lr.file"),
-        ('[search.axes.opt]', '[search.axes."my opt"]', "search.axes"),
+        ("[search.axes.opt]", '[search.axes."my opt"]', "search.axes"),
         ("cpus = 1", "cpus = 0", "resources.default.cpus"),
     ],
 )
