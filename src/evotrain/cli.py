@@ -116,20 +116,24 @@ def run(
                 path=run_dir / "campaign.toml",
                 fix="drop --seed, or init a new campaign with the seed you want",
             )
-        started = time.monotonic()
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            campaign = Campaign(run_dir, executor=LocalExecutor(), observer=RichObserver(progress))
-            campaign.run(rounds=rounds, workers=workers, parallel=parallel)
+        _run_with_progress(run_dir, rounds=rounds, workers=workers, parallel=parallel)
     except EvotrainError as exc:
         raise _fail(exc) from None
+
+
+def _run_with_progress(run_dir: Path, *, rounds: int, workers: int | None, parallel: int | None) -> None:
+    started = time.monotonic()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        campaign = Campaign(run_dir, executor=LocalExecutor(), observer=RichObserver(progress))
+        campaign.run(rounds=rounds, workers=workers, parallel=parallel)
     console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain status {run_dir}` for the summary")
     _print_status(campaign_status(open_campaign(run_dir)[0]))
 
@@ -149,6 +153,29 @@ def _print_status(rounds: list[RoundStatus]) -> None:
             f"{r.best_external:.4f}" if r.best_external is not None else "-",
         )
     console.print(table)
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="where the demo's substrate and campaign go")] = Path(
+        "runs/demo"
+    ),
+    quick: Annotated[bool, typer.Option(help="1 round of 2 candidates (about 2 minutes) instead of 4 × 8")] = False,
+    seed: Annotated[int, typer.Option(help="seed for the puzzles and the campaign")] = 0,
+) -> None:
+    """Build the embedded puzzles substrate and run a campaign on it, offline on CPU (re-running resumes)."""
+    from evotrain.demo import FULL, QUICK, prepare_demo
+
+    plan = QUICK if quick else FULL
+    root = directory / ("quick" if quick else "full")
+    try:
+        with console.status("preparing the puzzles substrate") as spinner:
+            paths = prepare_demo(root, seed=seed, say=lambda msg: spinner.update(msg))
+        console.print(f"campaign {paths.campaign}: {plan.rounds} round(s) × {plan.workers} candidates")
+        _run_with_progress(paths.campaign, rounds=plan.rounds, workers=plan.workers, parallel=plan.parallel)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    console.print(f"evidence and policies: {paths.campaign}/rounds/*/evidence.md, policy.md")
 
 
 @app.command()
