@@ -97,7 +97,7 @@ def test_tampered_constitution_stops_run_and_audit(tmp_path: Path) -> None:
     target = run / "constitution.md"
     _unlock(target)
     target.write_text(target.read_text().replace("authoritative", "advisory"))
-    with pytest.raises(IntegrityError, match="constitution.md"):
+    with pytest.raises(IntegrityError, match=r"constitution\.md"):
         Campaign(run).run(rounds=1, workers=2)
     result = runner.invoke(app, ["audit", str(run)])
     assert result.exit_code == 1 and "constitution.md" in result.output

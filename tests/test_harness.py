@@ -141,12 +141,12 @@ def test_no_checkpoints_is_classified(tiny_candidate: Candidate, tiny_spec: Subs
 
 
 def test_untrusted_domain_changes_the_objective(tiny_candidate: Candidate, tiny_spec: SubstrateSpec) -> None:
-    policy = Policy(round=1, objective=SelectionObjective(untrusted_domains=["gamma"]))
-    outcome = run(tiny_candidate, tiny_spec, policy=policy)
+    objective = SelectionObjective(domain_weights={"gamma": 0.25}, untrusted_domains=["gamma"])
+    outcome = run(tiny_candidate, tiny_spec, policy=Policy(round=1, objective=objective))
     for c in outcome.checkpoints:
-        expected = (c.domains["alpha"].score + c.domains["beta"].score) / 2
+        expected = (c.domains["alpha"].score + c.domains["beta"].score + 0.25 * c.domains["gamma"].score) / 2.25
         assert abs(c.objective - expected) < 1e-12
-    assert outcome.selected is not None and "gamma=0 untrusted" in outcome.selected.criterion
+    assert outcome.selected is not None and "gamma=0.25 untrusted" in outcome.selected.criterion
 
 
 def predict(tiny_candidate: Candidate, spec: SubstrateSpec, checkpoint: str) -> Path | Failure:

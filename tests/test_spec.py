@@ -76,7 +76,7 @@ def test_bad_field_is_named(tmp_path: Path, old: str, new: str, field: str) -> N
 
 
 def test_missing_file_and_bad_toml(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no evotrain.toml"):
+    with pytest.raises(ConfigError, match=r"no evotrain\.toml"):
         load_spec(tmp_path)
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_spec(write(tmp_path, "name = [unclosed"))

@@ -83,11 +83,11 @@ def test_objective_weights_and_untrusted_domains() -> None:
     parsed = EvalReport.model_validate(report(a=0.2, b=0.8))
     assert objective(parsed, SelectionObjective(), METRIC) == pytest.approx(0.5)
     assert objective(parsed, SelectionObjective(domain_weights={"a": 3.0}), METRIC) == pytest.approx((0.6 + 0.8) / 4)
-    assert objective(parsed, SelectionObjective(untrusted_domains=["b"]), METRIC) == pytest.approx(0.2)
-    everything = SelectionObjective(untrusted_domains=["a", "b"])
-    assert objective(parsed, everything, METRIC) == pytest.approx(0.5)
+    # an untrusted domain counts with the (lowered) weight the policy gives it
+    untrusted = SelectionObjective(domain_weights={"b": 0.25}, untrusted_domains=["b"])
+    assert objective(parsed, untrusted, METRIC) == pytest.approx((0.2 + 0.25 * 0.8) / 1.25)
     with pytest.raises(ConfigError, match="weight 0"):
-        objective(parsed, SelectionObjective(domain_weights={"a": 0.0}, untrusted_domains=["b"]), METRIC)
+        objective(parsed, SelectionObjective(domain_weights={"a": 0.0, "b": 0.0}), METRIC)
 
 
 def evals(*objectives: float) -> list[CheckpointEval]:

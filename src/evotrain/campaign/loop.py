@@ -297,6 +297,7 @@ def submit_candidate(ctx: RoundContext, target: ExternalTarget, cp: CandidatePat
             checkpoint=manifest.selected.checkpoint,
             score=score.score,
             domains=score.domains,
+            n=score.n,
             submission_id=score.submission_id,
             submitted_at=time.time(),
         )

@@ -109,11 +109,12 @@ def overall(report: EvalReport, metric: Metric) -> float:
 
 
 def domain_weights(objective: SelectionObjective, metric: Metric) -> dict[str, float]:
-    """Each domain's weight in the objective: its `domain_weights` entry (default 1.0), 0 if untrusted.
+    """Each domain's weight in the objective: its `domain_weights` entry (default 1.0).
 
-    When every domain is untrusted, the untrusted mark is ignored (there would be nothing left to rank by).
+    An untrusted domain counts with whatever weight the policy gives it: the meta agent lowers that weight (the
+    paper's reweighted criterion) rather than the harness silently dropping the domain, so the evidence and the
+    harness rank candidates by the same numbers (see `evidence.stats.domain_weights`).
     """
-    all_untrusted = set(metric.domains) <= set(objective.untrusted_domains)
     weights = {}
     for domain in metric.domains:
         weight = objective.domain_weights.get(domain, 1.0)
@@ -123,7 +124,7 @@ def domain_weights(objective: SelectionObjective, metric: Metric) -> dict[str, f
                 path="policy.json",
                 fix="set a non-negative weight",
             )
-        weights[domain] = 0.0 if domain in objective.untrusted_domains and not all_untrusted else weight
+        weights[domain] = weight
     if sum(weights.values()) <= 0:
         raise ConfigError(
             f"objective.domain_weights give every domain weight 0 ({weights})",
@@ -154,8 +155,7 @@ def checkpoint_eval(
 def describe_objective(objective_: SelectionObjective, metric: Metric) -> str:
     weights = domain_weights(objective_, metric)
     parts = [
-        f"{d}={weights[d]:g}" + (" untrusted" if d in objective_.untrusted_domains and weights[d] == 0 else "")
-        for d in metric.domains
+        f"{d}={weights[d]:g}" + (" untrusted" if d in objective_.untrusted_domains else "") for d in metric.domains
     ]
     return f"weighted mean of dev {metric.name} by domain ({', '.join(parts)})"
 
