@@ -19,10 +19,12 @@ def test_every_split_has_every_family_and_unique_ids() -> None:
         assert len({p.id for p in items}) == len(items)
 
 
-def test_dev_train_and_hidden_prompts_do_not_overlap() -> None:
-    train = {p.prompt for p in make_split("train", 200)}
-    for split in ("dev", "external", "control"):
-        assert not train & {p.prompt for p in make_split(split, 30)}
+def test_train_pool_excludes_evaluation_prompts() -> None:
+    held_out = frozenset(p.prompt for split in ("dev", "external", "control") for p in make_split(split, 30))
+    train = make_split("train", 300, exclude=held_out)
+    assert len(train) == 300 * len(FAMILIES)
+    assert not held_out & {p.prompt for p in train}
+    assert held_out & {p.prompt for p in make_split("train", 300)}  # small puzzle spaces do collide
 
 
 def test_control_is_unshifted_and_external_is_shifted() -> None:

@@ -1,9 +1,9 @@
 """The deterministic base-training step: a small Llama pre-trained on "Wonderland text".
 
-The base corpus is made of puzzle *documents*: a prompt's header followed by solved example lines only (no
-question, no ``\\boxed`` answer). Predicting the later example lines teaches the model the hidden rules in
-context; answering a question in the challenge's format is left to post-training (the recipe's SFT), as a
-pre-trained model's instruction following is left to instruction tuning.
+The base corpus is made of puzzle *documents* from the dev distribution (own seeds): a prompt followed by
+"Answer: <answer>", with the language-modelling loss on every token. The base model so learns the families'
+rules but not the challenge's answer format (``\\boxed{...}``, optionally after a worked trace): that, and
+everything the recipe changes (data mix, augmentations, schedule, capacity), is post-training's job.
 
 The result is cached by a fingerprint of the configuration (and ``BASE_VERSION``, to bump whenever the
 generators, the splits' base mix or the tokenizer change), so a second substrate build is instant.
@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -24,17 +25,17 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from evotrain.puzzles.generators import FAMILIES, generate
-from evotrain.puzzles.lm import BOS_ID, EOS_ID, PAD_ID, build_tokenizer, make_model
+from evotrain.puzzles.lm import BOS_ID, EOS_ID, PAD_ID, build_tokenizer, make_model, model_input
 from evotrain.puzzles.splits import MIXES
 
-BASE_VERSION = 1
+BASE_VERSION = 2
 
 
 class BaseConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     profile: str = "tiny"
-    steps: int = 6000
+    steps: int = 3000
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
@@ -47,14 +48,12 @@ class BaseConfig(BaseModel):
 
 
 def document(index: int, seed: int) -> str:
-    """Base-corpus document ``index``: header and solved examples of one puzzle, no question."""
-    import random
-
+    """Base-corpus document ``index``: a puzzle and its answer in plain form ("Answer: ..."), no ``\\boxed``."""
     family = FAMILIES[index % len(FAMILIES)]
     key = f"{seed}/base/{family}/{index}"
     d = MIXES["base"][family].draw(random.Random(key + "/difficulty"))
-    p = generate(family, key, d.model_copy(update={"n_examples": d.n_examples + 1}))
-    return "\n".join(p.prompt.splitlines()[:-1])
+    p = generate(family, key, d)
+    return model_input(p.prompt) + "Answer: " + p.answer
 
 
 def cache_dir() -> Path:
@@ -116,8 +115,22 @@ def train_base(
     return summary
 
 
+# The package ships the default profile's base checkpoint (about 3 MB), so a fresh machine need not spend
+# minutes of base training; it is used only when its recorded fingerprint matches the configuration.
+SHIPPED = Path(__file__).resolve().parent / "substrate_template" / "model" / "base"
+
+
+def shipped_fingerprint() -> str | None:
+    record = SHIPPED / "base_training.json"
+    if not record.exists():
+        return None
+    return str(json.loads(record.read_text())["fingerprint"])
+
+
 def base_checkpoint(cfg: BaseConfig, progress: Callable[[str], None] | None = None) -> Path:
-    """The folder of the base checkpoint for ``cfg``: from the cache, or trained now and cached."""
+    """The folder of the base checkpoint for ``cfg``: shipped with the package, cached, or trained now."""
+    if shipped_fingerprint() == cfg.fingerprint():
+        return SHIPPED
     dest = cache_dir() / f"base-{cfg.fingerprint()}"
     if (dest / "base_training.json").exists():
         return dest

@@ -282,9 +282,10 @@ def build_substrate(
     (dest / "evotrain.toml").write_text(_evotrain_toml())
 
     say("generating the splits")
-    train = make_split("train", spec.sizes["train"], seed)
     dev = make_split("dev", spec.sizes["dev"], seed)
     hidden = _hidden_items(seed, spec.sizes)
+    held_out = frozenset(p.prompt for p in dev) | frozenset(p.prompt for _, p in hidden)
+    train = make_split("train", spec.sizes["train"], seed, exclude=held_out)
     _write_jsonl(
         dest / "data" / "train_pool.jsonl",
         [{"id": p.id, "family": p.family, "prompt": p.prompt, "answer": p.answer, "trace": p.trace} for p in train],

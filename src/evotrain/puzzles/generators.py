@@ -383,10 +383,10 @@ def numeral(seed: str, d: Difficulty) -> Puzzle:
 
 # --------------------------------------------------------------------------------------------------------------
 # unit_conversion: y = factor * x, answers to 2 decimals.
-#   complexity 1: a "round" factor (0.5 .. 4 in halves) and whole-number inputs up to max_value;
+#   complexity 1: a "round" factor (0.5 .. 3 in halves, not 1) and whole-number inputs up to max_value;
 #   complexity 2: a factor 0.5 .. 4.0 with 2 decimals, inputs with 1 decimal;
 #   complexity 3: as 2, inputs with 2 decimals.
-_ROUND_FACTORS = (0.5, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+_ROUND_FACTORS = (0.5, 1.5, 2.0, 2.5, 3.0)
 
 
 def _fmt(x: float, decimals: int) -> str:
@@ -416,11 +416,11 @@ def unit_conversion(seed: str, d: Difficulty) -> Puzzle:
 
 # --------------------------------------------------------------------------------------------------------------
 # gravity: d = 0.5 * g * t^2 with a hidden g, answers to 2 decimals.
-#   complexity 1: an even whole g in 2..20 and whole t in 1..max_value;
+#   complexity 1: an even whole g in 2..10 and whole t in 1..max_value;
 #   complexity 2: g with one decimal in 1.0..20.0, whole t;  complexity 3: as 2, t with one decimal.
 def gravity(seed: str, d: Difficulty) -> Puzzle:
     rng = random.Random(seed)
-    g = rng.randrange(2, 21, 2) if d.complexity == 1 else rng.randint(10, 200) / 10
+    g = rng.randrange(2, 11, 2) if d.complexity == 1 else rng.randint(10, 200) / 10
     t_decimals = 1 if d.complexity == 3 else 0
     scale = 10**t_decimals
     ts = _distinct(rng, d.n_examples + 1, lambda: rng.randint(scale, d.max_value * scale) / scale)

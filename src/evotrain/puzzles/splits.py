@@ -17,9 +17,9 @@ must discover the decoupling from the external scores, as in the paper's round 3
   External uses the held-out wording 2 and mostly the "reversed digits" rules (complexity 2), which appear
   nowhere in the training pool. Upsampling equations in the data mix therefore raises dev equations (and
   control equations) without raising external equations: the proxy trap.
-* bit_manipulation: external shows 3 examples instead of 4 and has more complex rules.
-* unit_conversion: external has mostly non-round factors with decimal inputs (complexity 2).
-* gravity: external has fall times up to 8 s instead of 6 s.
+* bit_manipulation: external shows 3 examples instead of 4 and has somewhat more complex rules.
+* unit_conversion: external has mostly (60 %, dev 20 %) non-round factors with decimal inputs.
+* gravity: external has fall times up to 9 s instead of 6 s.
 * cipher and numeral: no shift.
 """
 
@@ -55,19 +55,19 @@ class FamilySpec(BaseModel):
 
 # The dev distribution (also the training pool's, the base corpus's and the control split's).
 DEV_MIX: dict[str, FamilySpec] = {
-    "bit_manipulation": FamilySpec(n_examples=(4, 4), complexity={1: 0.7, 2: 0.3}),
+    "bit_manipulation": FamilySpec(n_examples=(4, 4), complexity={1: 0.8, 2: 0.2}),
     "cipher": FamilySpec(n_examples=(3, 4), complexity={1: 0.6, 2: 0.2, 3: 0.2}),
-    "numeral": FamilySpec(n_examples=(3, 3), complexity={1: 0.6, 2: 0.4}, max_value=100),
-    "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.7, 2: 0.3}),
-    "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.7, 2: 0.3}, max_value=6),
+    "numeral": FamilySpec(n_examples=(3, 3), complexity={1: 0.5, 2: 0.5}, max_value=400),
+    "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=20),
+    "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=6),
     "equations": FamilySpec(n_examples=(3, 4), complexity={1: 0.8, 3: 0.2}, max_value=30),
 }
 # The shifted external distribution (see the module docstring).
 EXTERNAL_MIX: dict[str, FamilySpec] = {
     **DEV_MIX,
-    "bit_manipulation": FamilySpec(n_examples=(3, 3), complexity={1: 0.4, 2: 0.4, 3: 0.2}),
-    "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.3, 2: 0.7}),
-    "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.7, 2: 0.3}, max_value=8),
+    "bit_manipulation": FamilySpec(n_examples=(3, 3), complexity={1: 0.6, 2: 0.3, 3: 0.1}),
+    "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.4, 2: 0.6}, max_value=20),
+    "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=9),
     "equations": FamilySpec(n_examples=(3, 4), complexity={1: 0.25, 2: 0.6, 3: 0.15}, max_value=30, templates=(2,)),
 }
 MIXES: dict[str, dict[str, FamilySpec]] = {
@@ -89,7 +89,22 @@ def puzzle(split: str, family: str, index: int, seed: int = 0) -> Puzzle:
     return p.model_copy(update={"id": f"{split}-{FAMILIES.index(family)}{index:05d}"})
 
 
-def make_split(split: str, n_per_family: int | None = None, seed: int = 0) -> list[Puzzle]:
-    """All items of a split, family by family."""
+def make_split(
+    split: str, n_per_family: int | None = None, seed: int = 0, exclude: frozenset[str] = frozenset()
+) -> list[Puzzle]:
+    """All items of a split, family by family, skipping any whose prompt is in ``exclude``.
+
+    The builder passes the dev and external prompts as ``exclude`` for the training pool: some families have
+    small puzzle spaces, and an evaluation prompt must never be a training prompt.
+    """
     n = SIZES[split] if n_per_family is None else n_per_family
-    return [puzzle(split, family, i, seed) for family in FAMILIES for i in range(n)]
+    items: list[Puzzle] = []
+    for family in FAMILIES:
+        index, kept = 0, 0
+        while kept < n:
+            p = puzzle(split, family, index, seed)
+            index += 1
+            if p.prompt not in exclude:
+                items.append(p)
+                kept += 1
+    return items

@@ -1,0 +1,105 @@
+"""Run one trial of a puzzles substrate by hand, exactly as evotrain runs it (same commands, same order).
+
+    python benchmarks/puzzles_trial.py SUBSTRATE WORK [--seed N] [--set train.lr=0.001 ...] [--answers FILE]
+
+Copies the substrate's editable files into WORK/sandbox (the rest is symlinked), applies the --set overrides
+to recipe.toml, runs prepare, train, evaluate (every checkpoint) and, with --answers, predict + score on the
+best dev checkpoint. Prints one JSON line: wall times, per-checkpoint dev scores, external/control scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+EDITABLE = ("recipe.toml", "train.py", "pipeline")
+
+
+def make_sandbox(substrate: Path, sandbox: Path, overrides: list[str]) -> None:
+    sandbox.mkdir(parents=True)
+    for entry in substrate.iterdir():
+        target = sandbox / entry.name
+        if entry.name in EDITABLE:
+            (shutil.copytree if entry.is_dir() else shutil.copyfile)(entry, target)
+        else:
+            target.symlink_to(entry.resolve())
+    recipe = tomlkit.parse((sandbox / "recipe.toml").read_text())
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *parents, last = key.split(".")
+        table: Any = recipe
+        for p in parents:
+            table = table[p]
+        table[last] = json.loads(value) if value[:1] in "[{0123456789-tf" else value
+    (sandbox / "recipe.toml").write_text(tomlkit.dumps(recipe))
+
+
+def run(cmd: list[str], cwd: Path, log: Path) -> float:
+    start = time.time()
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    with log.open("a") as fh:
+        subprocess.run(cmd, cwd=cwd, check=True, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    return time.time() - start
+
+
+def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers: Path | None) -> dict[str, Any]:
+    shutil.rmtree(work, ignore_errors=True)
+    sandbox = work / "sandbox"
+    make_sandbox(substrate, sandbox, overrides)
+    py, log = sys.executable, work / "log.txt"
+    t0 = time.time()
+    run([py, "pipeline/build_data.py", "--recipe", "recipe.toml", "--out", str(work / "train.jsonl"),
+         "--seed", str(seed)], sandbox, log)
+    train_s = run([py, "train.py", "--recipe", "recipe.toml", "--data", str(work / "train.jsonl"),
+                   "--checkpoints", str(work / "checkpoints"), "--seed", str(seed),
+                   "--summary", str(work / "train_summary.json")], sandbox, log)
+    checkpoints: dict[str, dict[str, Any]] = {}
+    for ckpt in sorted((work / "checkpoints").iterdir()):
+        out = work / "eval" / f"{ckpt.name}.json"
+        run([py, "eval/evaluate.py", "--checkpoint", str(ckpt), "--split", "dev", "--out", str(out)], sandbox, log)
+        report = json.loads(out.read_text())
+        checkpoints[ckpt.name] = {
+            "overall": report["overall"],
+            "domains": {d: v["score"] for d, v in report["domains"].items()},
+        }
+    trial_s = time.time() - t0
+    best = max(checkpoints, key=lambda c: (checkpoints[c]["overall"], c))
+    result: dict[str, Any] = {
+        "seed": seed, "overrides": overrides, "trial_s": trial_s, "train_s": train_s,
+        "checkpoints": checkpoints, "best": best, "dev": checkpoints[best],
+    }
+    if answers is not None:
+        pred = work / "predictions.json"
+        run([py, "eval/predict.py", "--checkpoint", str(work / "checkpoints" / best), "--out", str(pred)],
+            sandbox, log)
+        for split in ("external", "control"):
+            done = subprocess.run(
+                [py, "-m", "evotrain.puzzles.score", "--answers", str(answers), "--predictions", str(pred),
+                 "--split", split], capture_output=True, text=True, check=True,
+            )
+            result[split] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("substrate", type=Path)
+    parser.add_argument("work", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--answers", type=Path)
+    args = parser.parse_args()
+    print(json.dumps(trial(args.substrate, args.work, args.seed, args.overrides, args.answers)))
+
+
+if __name__ == "__main__":
+    main()
