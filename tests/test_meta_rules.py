@@ -189,3 +189,35 @@ def test_proxy_aware_reversal_on_decoupled_evidence(tmp_path: Path) -> None:
     assert any(p.action == "not_promoted" and "reweighted" in p.reason for p in third.changelog)
     md = render_policy_markdown(third)
     assert "proxy_aware" in md and "**equations**" in md
+
+
+def test_a_round_whose_anchor_failed_is_no_evidence_against_its_workers(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    policy = initial_policy(SPEC)
+    for r in (1, 2):  # the stack itself was broken: every trial failed, the anchor too
+        c.run(r, "c01-anchor", role="anchor", skill=0.6, failure="step_failed")
+        c.run(
+            r,
+            "c02-schedule",
+            axis="schedule",
+            skill=0.6,
+            failure="step_failed",
+            changes=[change("schedule", "warmup", 10, 10 + r)],
+        )
+        policy = step(c, policy)
+    assert policy.dead_ends == []
+    assert all(a.status == "active" for a in policy.axes)
+
+
+def test_an_external_uptick_inside_the_noise_margin_is_not_progress(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    policy = initial_policy(SPEC)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.700)
+    c.run(1, "c02-optimizer", axis="optimizer", skill=0.6)
+    policy = step(c, policy)
+    margin = policy.noise.external_margin()
+    c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.700 + margin / 2)  # a lucky draw, not a gain
+    c.run(2, "c02-optimizer", axis="optimizer", skill=0.6)
+    policy = step(c, policy)
+    assert policy.rounds_without_external_gain == 1
+    assert policy.best_external == 0.700

@@ -29,6 +29,7 @@ def init_campaign(
     seed: int = 0,
 ) -> CampaignConfig:
     """Create a campaign folder. Built in a temp folder and renamed, so a crash leaves no half campaign."""
+    run_dir = run_dir.resolve()
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(
             "campaign folder already exists and is not empty",
@@ -85,7 +86,8 @@ def _force_rmtree(path: Path) -> None:
 
 
 def open_campaign(run_dir: Path) -> tuple[CampaignPaths, CampaignConfig]:
-    paths = CampaignPaths(run_dir)
+    # absolute: step commands run with the sandbox as working directory, so every path they get must be absolute
+    paths = CampaignPaths(run_dir.resolve())
     if not paths.config.exists():
         raise ConfigError(
             "not a campaign folder (no campaign.toml)",

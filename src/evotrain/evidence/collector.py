@@ -429,9 +429,10 @@ def round_axis_verdicts(
 ) -> dict[tuple[int, str], Verdict]:
     """The verdict of every (round, axis) the campaign ran, judged with one threshold (for retiring axes)."""
     gains = stats.candidate_gains(history, sign)
+    broken = stats.failed_anchor_rounds(history)
     members: dict[tuple[int, str], list[Manifest]] = defaultdict(list)
     for m in history:
-        if m.role != "anchor" and m.axis:
+        if m.role != "anchor" and m.axis and m.round not in broken:
             members[(m.round, m.axis)].append(m)
     out: dict[tuple[int, str], Verdict] = {}
     for key, ms in members.items():

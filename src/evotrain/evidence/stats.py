@@ -295,11 +295,12 @@ class ExternalProgress:
     measured_rounds: list[int]
 
 
-def external_progress(history: Sequence[Manifest], sign: float) -> ExternalProgress:
-    """Best external score so far and how many measured rounds in a row failed to beat it.
+def external_progress(history: Sequence[Manifest], sign: float, margin: float = 0.0) -> ExternalProgress:
+    """Best external score so far and how many measured rounds in a row failed to beat it by more than `margin`.
 
     A round counts only if some candidate of it has an external score: a round the external budget skipped is
-    neither progress nor plateau. The external score is taken to point the same way as the dev metric.
+    neither progress nor plateau. The external score is taken to point the same way as the dev metric. `margin`
+    (k times the external noise sd) keeps an anchor's lucky draw from counting as progress.
     """
     by_round: dict[int, list[Manifest]] = defaultdict(list)
     for m in history:
@@ -311,12 +312,17 @@ def external_progress(history: Sequence[Manifest], sign: float) -> ExternalProgr
     for round_no in sorted(by_round):
         top = max(by_round[round_no], key=lambda m: sign * m.external.score if m.external else -math.inf)
         assert top.external is not None
-        if best is None or sign * (top.external.score - best) > 0:
+        if best is None or sign * (top.external.score - best) > margin:
             best, source = top.external.score, top.candidate_id
             plateau = []
         else:
             plateau.append(round_no)
     return ExternalProgress(best, source, len(plateau), plateau, sorted(by_round))
+
+
+def failed_anchor_rounds(history: Sequence[Manifest]) -> set[int]:
+    """Rounds whose anchor failed: their failures say nothing about the workers' changes (the stack was broken)."""
+    return {m.round for m in history if m.role == "anchor" and m.failure is not None}
 
 
 def categories_explored(history: Sequence[Manifest], rounds: Iterable[int]) -> set[str]:

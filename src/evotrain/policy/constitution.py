@@ -167,7 +167,7 @@ def _check_gap_calibration(u: _Update) -> None:
 
 def _check_rotation(u: _Update) -> None:
     n = u.constitution.rotate_after_rounds_without_external_gain
-    progress = stats.external_progress(u.history, u.sign)
+    progress = stats.external_progress(u.history, u.sign, u.previous.noise.external_margin())
     if u.proposed.rounds_without_external_gain < progress.rounds_without_gain:
         u.breach(
             "axis_rotation",

@@ -131,7 +131,7 @@ def update_noise(step: _Step) -> None:
 
 
 def update_external(step: _Step) -> None:
-    progress = stats.external_progress(step.history, step.sign)
+    progress = stats.external_progress(step.history, step.sign, step.previous.noise.external_margin())
     nxt = step.nxt
     if progress.best != nxt.best_external or progress.best_source != nxt.best_external_source:
         step.log("external", f"best external score {progress.best} from {progress.best_source}")
@@ -284,6 +284,8 @@ def _promote(step: _Step, c: _Contender) -> bool:
 # ---- dead ends -----------------------------------------------------------------------------------------------
 def _harm(step: _Step, m: Manifest, gains: dict[str, float]) -> str | None:
     """Why this worker's change belongs in "Don't waste budget on", or None."""
+    if m.round in stats.failed_anchor_rounds(step.history):
+        return None
     if m.failure is not None and m.failure.failure_class in RECIPE_FAILURES:
         return f"the trial failed ({m.failure.failure_class}: {m.failure.message})"
     gain = gains.get(m.candidate_id)
@@ -377,7 +379,7 @@ def rotate_categories(step: _Step) -> str | None:
     """After N measured rounds without external gain, retire the categories explored in them and activate the
     others (axes retired for harm only when nothing else is left). Returns the ask to favour the new ones."""
     n = step.constitution.rotate_after_rounds_without_external_gain
-    progress = stats.external_progress(step.history, step.sign)
+    progress = stats.external_progress(step.history, step.sign, step.previous.noise.external_margin())
     if progress.rounds_without_gain < n:
         return None
     plateau = progress.plateau_rounds[-n:]

@@ -75,6 +75,11 @@ class NoiseRules(BaseModel):
     replicate_margin: float = 0.5  # a win within threshold·(1 ± margin) is replicated before promotion
     provenance: list[Provenance] = []
 
+    def external_margin(self) -> float:
+        """How far a new external best must clear the old one to count as progress rather than noise."""
+        sd = self.external_sd if self.external_sd is not None else self.external_sd_default
+        return self.k * sd
+
 
 class SelectionObjective(BaseModel):
     """How checkpoints and candidates are ranked: a weighted mean of per-domain dev scores."""
