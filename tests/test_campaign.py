@@ -128,3 +128,16 @@ def test_worker_edit_to_a_frozen_path_is_refused_and_recorded(tmp_path: Path) ->
     assert anchor.failure is None
     assert (run / "substrate" / "eval" / "evaluate.py").read_text() != "print('all scores are 1.0')\n"
     assert runner.invoke(app, ["audit", str(run)]).exit_code == 0
+
+
+def test_cli_init_and_run_with_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps run with the sandbox as working directory: a relative campaign path must still reach them whole."""
+    substrate = make_tiny_campaign(tmp_path, name="unused").parent / "tiny"
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["init", "rel", "--substrate", substrate.name, "--external", "command:echo 0.5"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["run", "rel", "--rounds", "1", "--workers", "2", "--parallel", "2"])
+    assert result.exit_code == 0, result.output
+    found = manifests(tmp_path / "rel")
+    assert len(found) == 2 and all(m.failure is None for m in found.values())
+    assert runner.invoke(app, ["init", "rel", "--substrate", substrate.name]).exit_code == 2  # exists already
