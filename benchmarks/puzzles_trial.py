@@ -4,7 +4,7 @@
 
 Copies the substrate's editable files into WORK/sandbox (the rest is symlinked), applies the --set overrides
 to recipe.toml, runs prepare, train, evaluate (every checkpoint) and, with --answers, predict + score on the
-best dev checkpoint. Prints one JSON line: wall times, per-checkpoint dev scores, external/control scores.
+final checkpoint. Prints one JSON line: wall times, per-checkpoint dev scores, external/control scores.
 """
 
 from __future__ import annotations
@@ -57,11 +57,38 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
     make_sandbox(substrate, sandbox, overrides)
     py, log = sys.executable, work / "log.txt"
     t0 = time.time()
-    run([py, "pipeline/build_data.py", "--recipe", "recipe.toml", "--out", str(work / "train.jsonl"),
-         "--seed", str(seed)], sandbox, log)
-    train_s = run([py, "train.py", "--recipe", "recipe.toml", "--data", str(work / "train.jsonl"),
-                   "--checkpoints", str(work / "checkpoints"), "--seed", str(seed),
-                   "--summary", str(work / "train_summary.json")], sandbox, log)
+    run(
+        [
+            py,
+            "pipeline/build_data.py",
+            "--recipe",
+            "recipe.toml",
+            "--out",
+            str(work / "train.jsonl"),
+            "--seed",
+            str(seed),
+        ],
+        sandbox,
+        log,
+    )
+    train_s = run(
+        [
+            py,
+            "train.py",
+            "--recipe",
+            "recipe.toml",
+            "--data",
+            str(work / "train.jsonl"),
+            "--checkpoints",
+            str(work / "checkpoints"),
+            "--seed",
+            str(seed),
+            "--summary",
+            str(work / "train_summary.json"),
+        ],
+        sandbox,
+        log,
+    )
     checkpoints: dict[str, dict[str, Any]] = {}
     for ckpt in sorted((work / "checkpoints").iterdir()):
         out = work / "eval" / f"{ckpt.name}.json"
@@ -72,19 +99,36 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
             "domains": {d: v["score"] for d, v in report["domains"].items()},
         }
     trial_s = time.time() - t0
-    best = max(checkpoints, key=lambda c: (checkpoints[c]["overall"], c))
+    # The final checkpoint is the one reported and submitted: no selection on dev, so dev is not biased up.
+    best = max(checkpoints)
     result: dict[str, Any] = {
-        "seed": seed, "overrides": overrides, "trial_s": trial_s, "train_s": train_s,
-        "checkpoints": checkpoints, "best": best, "dev": checkpoints[best],
+        "seed": seed,
+        "overrides": overrides,
+        "trial_s": trial_s,
+        "train_s": train_s,
+        "checkpoints": checkpoints,
+        "best": best,
+        "dev": checkpoints[best],
     }
     if answers is not None:
         pred = work / "predictions.json"
-        run([py, "eval/predict.py", "--checkpoint", str(work / "checkpoints" / best), "--out", str(pred)],
-            sandbox, log)
+        run([py, "eval/predict.py", "--checkpoint", str(work / "checkpoints" / best), "--out", str(pred)], sandbox, log)
         for split in ("external", "control"):
             done = subprocess.run(
-                [py, "-m", "evotrain.puzzles.score", "--answers", str(answers), "--predictions", str(pred),
-                 "--split", split], capture_output=True, text=True, check=True,
+                [
+                    py,
+                    "-m",
+                    "evotrain.puzzles.score",
+                    "--answers",
+                    str(answers),
+                    "--predictions",
+                    str(pred),
+                    "--split",
+                    split,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             )
             result[split] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

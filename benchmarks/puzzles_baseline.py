@@ -1,0 +1,169 @@
+"""Measurements of the puzzles substrate for docs/puzzles.md: base recipe, knob effects, the proxy trap.
+
+    python benchmarks/puzzles_baseline.py [--seeds 5] [--knob-seeds 2] [--parallel 2] [--out DIR]
+
+Builds the tiny-profile substrate (seed 0), then runs trials exactly as evotrain does (benchmarks/puzzles_trial.py),
+`--parallel` at a time with one thread each (as `evotrain demo` runs candidates), and writes
+DIR/puzzles_baseline.json and the Markdown tables that docs/puzzles.md quotes (DIR/puzzles_baseline.md).
+Every figure is the final checkpoint's (no selection on dev). The noise band of a knob's effect is
+2 * sd(base) * sqrt(1/n_knob + 1/n_base), with sd over the base recipe's seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from puzzles_trial import trial
+
+from evotrain.puzzles.build import build_substrate
+from evotrain.puzzles.generators import FAMILIES
+
+EQ_UP = ["data.mix.equations=4.0"]
+KNOBS: dict[str, list[str]] = {
+    "lr 0.001 (optimization)": ["train.lr=0.001"],
+    "lr 0.01 (optimization)": ["train.lr=0.01"],
+    "full fine-tuning (capacity)": ["train.method=full", "train.lr=0.001"],
+    "LoRA rank 4 (capacity)": ["lora.rank=4", "lora.alpha=8.0"],
+    "trace answers (format)": ["data.format=trace"],
+    "drop/shuffle examples (data)": ["data.shuffle_examples=true", "data.drop_example_prob=0.5"],
+    "equations x4 (data mix)": EQ_UP,
+    "steps 75 (schedule)": ["train.steps=75", "train.checkpoint_every=25"],
+}
+
+
+def _scores(r: dict[str, Any], split: str) -> dict[str, float]:
+    if split == "dev":
+        return {"all": r["dev"]["overall"], **r["dev"]["domains"]}
+    return {"all": r[split]["score"], **r[split]["domains"]}
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def run_all(
+    substrate: Path,
+    answers: Path,
+    jobs: list[tuple[str, int, list[str]]],
+    parallel: int,
+    tmp: Path,
+) -> list[tuple[str, dict[str, Any]]]:
+    def one(job: tuple[str, int, list[str]]) -> tuple[str, dict[str, Any]]:
+        name, seed, overrides = job
+        work = tmp / f"{abs(hash((name, seed))) % 10**8}-{seed}"
+        start = time.time()
+        r = trial(substrate, work, seed, overrides, answers)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: dev {r['dev']['overall']:.3f} "
+            f"ext {r['external']['score']:.3f} ctl {r['control']['score']:.3f} ({time.time() - start:.0f}s)",
+            flush=True,
+        )
+        return name, r
+
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(one, jobs))
+
+
+def table_base(results: list[dict[str, Any]]) -> str:
+    rows = ["| family | dev | external (shifted) | control (unshifted) |", "|---|---|---|---|"]
+    for fam in ["all", *FAMILIES]:
+        cells = []
+        for split in ("dev", "external", "control"):
+            m, sd = _mean_sd([_scores(r, split)[fam] for r in results])
+            cells.append(f"{m:.3f} ± {sd:.3f}")
+        rows.append(f"| {fam} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def table_knobs(base: list[dict[str, Any]], knobs: dict[str, list[dict[str, Any]]]) -> str:
+    rows = [
+        "| knob (category) | Δ dev | Δ external | Δ control | noise band (±) dev / ext / ctl | n |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, runs in knobs.items():
+        deltas, bands = [], []
+        for split in ("dev", "external", "control"):
+            b = [_scores(r, split)["all"] for r in base]
+            k = [_scores(r, split)["all"] for r in runs]
+            deltas.append(statistics.mean(k) - statistics.mean(b))
+            bands.append(2 * _mean_sd(b)[1] * (1 / len(k) + 1 / len(b)) ** 0.5)
+        flag = ["**" if abs(d) > bd else "" for d, bd in zip(deltas, bands, strict=True)]
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{f}{d:+.3f}{f}" for d, f in zip(deltas, flag, strict=True))
+            + f" | {bands[0]:.3f} / {bands[1]:.3f} / {bands[2]:.3f} | {len(runs)} |"
+        )
+    return "\n".join(rows)
+
+
+def table_trap(base: list[dict[str, Any]], trap: list[dict[str, Any]]) -> str:
+    rows = ["| equations accuracy | base recipe | equations x4 | Δ | noise band (±) |", "|---|---|---|---|---|"]
+    for split, label in (("dev", "dev"), ("external", "external (shifted)"), ("control", "control (unshifted)")):
+        b = [_scores(r, split)["equations"] for r in base]
+        t = [_scores(r, split)["equations"] for r in trap]
+        band = 2 * _mean_sd(b)[1] * (1 / len(t) + 1 / len(b)) ** 0.5
+        rows.append(
+            f"| {label} | {statistics.mean(b):.3f} | {statistics.mean(t):.3f} | "
+            f"{statistics.mean(t) - statistics.mean(b):+.3f} | {band:.3f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--knob-seeds", type=int, default=2)
+    parser.add_argument("--trap-seeds", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--knobs", default=",".join(KNOBS))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    tmp = Path(tempfile.mkdtemp(prefix="puzzles-bench-"))
+    built = build_substrate(tmp / "substrate", answers_path=tmp / "answers.jsonl", progress=print)
+
+    jobs = [("base", s, []) for s in range(args.seeds)]
+    jobs += [("equations x4 (data mix)", 100 + s, EQ_UP) for s in range(args.trap_seeds)]
+    chosen = [k for k in args.knobs.split(",") if k and k != "equations x4 (data mix)"]
+    jobs += [(k, 100 + s, KNOBS[k]) for k in chosen for s in range(args.knob_seeds)]
+    load_before = os.getloadavg()
+    done = run_all(built.path, built.answers_path, jobs, args.parallel, tmp)
+    base = [r for n, r in done if n == "base"]
+    knobs = {k: [r for n, r in done if n == k] for k in ["equations x4 (data mix)", *chosen]}
+
+    walls = [r["trial_s"] for r in base]
+    text = "\n\n".join(
+        [
+            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores, {args.parallel} trials at a time "
+            f"with 1 thread each; load average before the run {load_before[0]:.1f} (other jobs shared the machine). "
+            f"Substrate fingerprint {built.fingerprint[:12]}.",
+            f"**Base recipe, {len(base)} seeds (mean ± sd, final checkpoint):**\n\n" + table_base(base),
+            f"**Trial wall time** (prepare + train + evaluate every checkpoint on dev), base recipe: median "
+            f"{statistics.median(walls):.0f} s (min {min(walls):.0f}, max {max(walls):.0f}); train step alone: median "
+            f"{statistics.median(r['train_s'] for r in base):.0f} s.",
+            "**Knob effects on overall accuracy** (bold: outside the noise band):\n\n" + table_knobs(base, knobs),
+            "**Proxy trap: upsampling equations (weight 4, others 1):**\n\n"
+            + table_trap(base, knobs["equations x4 (data mix)"]),
+        ]
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "puzzles_baseline.md").write_text(text + "\n")
+    (args.out / "puzzles_baseline.json").write_text(
+        json.dumps({"fingerprint": built.fingerprint, "runs": [{"name": n, **r} for n, r in done]}, indent=1) + "\n"
+    )
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
