@@ -90,7 +90,7 @@ def test_a_trial_runs_end_to_end(tmp_path: Path) -> None:
     built = build_substrate(tmp_path / "sub", answers_path=tmp_path / "answers.jsonl", profile="micro")
     sub, work = built.path, tmp_path / "work"
     recipe = (sub / "recipe.toml").read_text().replace("steps = 150", "steps = 6")
-    (sub / "recipe.toml").write_text(recipe.replace("checkpoint_every = 50", "checkpoint_every = 3"))
+    (sub / "recipe.toml").write_text(recipe.replace("checkpoint_every = 75", "checkpoint_every = 3"))
 
     def run(*args: str) -> None:
         subprocess.run([sys.executable, *args], cwd=sub, env=env, check=True, capture_output=True)
@@ -99,7 +99,7 @@ def test_a_trial_runs_end_to_end(tmp_path: Path) -> None:
     for method in ("lora", "full"):
         (sub / "recipe.toml").write_text(
             recipe.replace('method = "lora"', f'method = "{method}"').replace(
-                "checkpoint_every = 50", "checkpoint_every = 3"
+                "checkpoint_every = 75", "checkpoint_every = 3"
             )
         )
         ckpts = work / method

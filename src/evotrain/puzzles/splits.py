@@ -57,7 +57,7 @@ class FamilySpec(BaseModel):
 DEV_MIX: dict[str, FamilySpec] = {
     "bit_manipulation": FamilySpec(n_examples=(4, 4), complexity={1: 0.8, 2: 0.2}),
     "cipher": FamilySpec(n_examples=(3, 4), complexity={1: 0.6, 2: 0.2, 3: 0.2}),
-    "numeral": FamilySpec(n_examples=(3, 3), complexity={1: 0.5, 2: 0.5}, max_value=400),
+    "numeral": FamilySpec(n_examples=(3, 3), complexity={1: 0.5, 2: 0.5}, max_value=3999),
     "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=20),
     "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=6),
     "equations": FamilySpec(n_examples=(3, 4), complexity={1: 0.8, 3: 0.2}, max_value=30),
