@@ -10,6 +10,7 @@ import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evotrain.errors import ConfigError
+from evotrain.executors.factory import ExecutorSettings
 from evotrain.fileio import atomic_write_text
 from evotrain.substrate.spec import format_validation_error, parse_toml
 
@@ -49,6 +50,7 @@ class CampaignConfig(BaseModel):
     constitution_sha256: str
     external: ExternalConfig | None = None
     run: RunDefaults = RunDefaults()
+    executor: ExecutorSettings | None = None  # [executor]: kind = "slurm" and [executor.slurm]
 
 
 def load_config(path: Path) -> CampaignConfig:
