@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from evotrain.campaign.audit import audit_campaign
 from evotrain.campaign.config import parse_external_spec
 from evotrain.campaign.init import init_campaign, open_campaign
+from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.campaign.plan import CandidatePlan
 from evotrain.campaign.status import RoundStatus, campaign_status
@@ -63,30 +75,26 @@ def init(
 
 
 class RichObserver:
-    """Live progress: one bar per round, one line per running candidate with its stage."""
+    """Live progress: a bar per round, a line per finished candidate, and the policy's changes when a round closes.
+
+    What each running candidate is doing (stage, step, last metric) is read from its files by `CampaignProgress`,
+    the same view `evotrain status --watch` shows for a campaign driven elsewhere.
+    """
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.round_task: TaskID | None = None
-        self.tasks: dict[str, TaskID] = {}
 
     def round_started(self, round_no: int, plans: list[CandidatePlan]) -> None:
         self.round_task = self.progress.add_task(f"round {round_no}", total=len(plans))
-        for plan in plans:
-            self.tasks[plan.name] = self.progress.add_task(f"  {plan.name}", total=None, visible=False)
 
     def candidate_stage(self, round_no: int, name: str, stage: str) -> None:
-        task = self.tasks.get(name)
-        if task is not None:
-            self.progress.update(task, description=f"  {name}: {stage}", visible=True)
+        pass  # the candidates table reads each candidate's stage from its trace
 
     def candidate_finished(self, round_no: int, manifest: Manifest) -> None:
-        name = manifest.candidate_id.split("/", 1)[1]
-        task = self.tasks.pop(name, None)
-        if task is not None:
-            self.progress.remove_task(task)
         if self.round_task is not None:
             self.progress.advance(self.round_task)
+        name = manifest.candidate_id.split("/", 1)[1]
         score = f"{manifest.selected.objective:.4f}" if manifest.selected else "-"
         status = manifest.failure.failure_class if manifest.failure else "ok"
         self.progress.console.print(f"  r{round_no} {name:<28} {status:<14} objective {score}", highlight=False)
@@ -97,6 +105,31 @@ class RichObserver:
         if self.round_task is not None:
             self.progress.remove_task(self.round_task)
         self.progress.console.print(f"[bold]round {round_no} closed[/]", highlight=False)
+
+
+class CampaignProgress(Progress):
+    """The round bar with, below it, the running round's candidates as their files show them.
+
+    The files are re-read at most every `reread_s` seconds (the display refreshes more often).
+    """
+
+    def __init__(self, paths: CampaignPaths, *columns: ProgressColumn, reread_s: float = 1.0, **kwargs: Any) -> None:
+        self.paths = paths
+        self.reread_s = reread_s
+        self._candidates: RenderableType = ""
+        self._read_at = 0.0
+        super().__init__(*columns, **kwargs)  # last: it renders once, which needs the fields above
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if time.monotonic() - self._read_at >= self.reread_s:
+            self._read_at = time.monotonic()
+            try:
+                running = [r for r in campaign_status(self.paths) if r.state == "running"]
+                self._candidates = Group(*(_candidates_table(r) for r in running))
+            except (EvotrainError, OSError, ValueError):
+                pass  # a file between writes: keep the last view, the next read catches up
+        yield self._candidates
 
 
 @app.command()
@@ -123,7 +156,9 @@ def run(
 
 def _run_with_progress(run_dir: Path, *, rounds: int, workers: int | None, parallel: int | None) -> None:
     started = time.monotonic()
-    with Progress(
+    paths, _ = open_campaign(run_dir)
+    with CampaignProgress(
+        paths,
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
@@ -131,16 +166,21 @@ def _run_with_progress(run_dir: Path, *, rounds: int, workers: int | None, paral
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        refresh_per_second=4,
     ) as progress:
         campaign = Campaign(run_dir, executor=LocalExecutor(), observer=RichObserver(progress))
         campaign.run(rounds=rounds, workers=workers, parallel=parallel)
-    console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain status {run_dir}` for the summary")
-    _print_status(campaign_status(open_campaign(run_dir)[0]))
+    console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain report {run_dir}` for the report")
+    console.print(_rounds_table(campaign_status(paths)))
 
 
-def _print_status(rounds: list[RoundStatus]) -> None:
+def _score(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "-"
+
+
+def _rounds_table(rounds: list[RoundStatus]) -> Table:
     table = Table(title="campaign")
-    for col in ("round", "state", "candidates", "ok", "best objective", "best external"):
+    for col in ("round", "state", "candidates", "finished", "ok", "best objective", "best external"):
         table.add_column(col)
     for r in rounds:
         ok = sum(1 for c in r.candidates if c.stage == "done")
@@ -148,11 +188,32 @@ def _print_status(rounds: list[RoundStatus]) -> None:
             str(r.round),
             r.state,
             str(len(r.candidates)),
+            str(r.finished),
             str(ok),
-            f"{r.best_objective:.4f}" if r.best_objective is not None else "-",
-            f"{r.best_external:.4f}" if r.best_external is not None else "-",
+            _score(r.best_objective),
+            _score(r.best_external),
         )
-    console.print(table)
+    return table
+
+
+def _candidates_table(r: RoundStatus) -> Table:
+    table = Table(title=f"round {r.round}: {r.finished}/{len(r.candidates)} candidates finished", title_justify="left")
+    for col in ("candidate", "axis", "stage", "for", "checkpoints", "last eval (objective)", "objective", "external"):
+        table.add_column(col, no_wrap=True)
+    now = time.time()
+    for c in r.candidates:
+        last = f"{_score(c.last_metric)} {c.last_metric_checkpoint}" if c.last_metric is not None else "-"
+        step = f"{c.checkpoints}, newest {c.step}" if c.step else "-"
+        since = f"{now - c.since:.0f} s" if c.since is not None and not c.finished else ""
+        stage = f"[red]{c.stage}[/]" if c.finished and c.stage != "done" else c.stage
+        axis = c.axis or c.role
+        table.add_row(c.candidate_id, axis, stage, since, step, last, _score(c.objective), _score(c.external))
+    return table
+
+
+def _status_view(paths: CampaignPaths) -> Group:
+    rounds = campaign_status(paths)
+    return Group(_rounds_table(rounds), *(_candidates_table(r) for r in rounds if r.state == "running"))
 
 
 @app.command()
@@ -179,18 +240,47 @@ def demo(
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
-    """Where a campaign stands, read from its files."""
+def status(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN")],
+    watch: Annotated[bool, typer.Option(help="keep re-reading the files and redraw until Ctrl-C")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between re-reads with --watch")] = 2.0,
+) -> None:
+    """Where a campaign stands, read from its files (works for a campaign run elsewhere, e.g. on a cluster)."""
     try:
         paths, _ = open_campaign(run_dir)
+        if not watch:
+            console.print(_status_view(paths))
+            return
+        if interval <= 0:
+            raise EvotrainError(f"--interval {interval} must be positive", fix="pass e.g. --interval 2")
+        _watch(paths, interval)
     except EvotrainError as exc:
         raise _fail(exc) from None
-    rounds = campaign_status(paths)
-    _print_status(rounds)
-    for r in rounds:
-        if r.state != "closed":
-            for c in r.candidates:
-                console.print(f"  r{r.round} {c.candidate_id}: {c.stage}", highlight=False)
+
+
+def _watch(paths: CampaignPaths, interval: float) -> None:
+    try:
+        with Live(_status_view(paths), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(_status_view(paths), refresh=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN")],
+    output: Annotated[Path | None, typer.Option(help="where to write the HTML (default: RUN/report.html)")] = None,
+) -> None:
+    """Write one self-contained HTML report: trajectory, dev vs external, calibration, candidates, policy, costs."""
+    from evotrain.report import write_report  # matplotlib is only imported by the command that needs it
+
+    try:
+        path = write_report(run_dir, output)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    console.print(f"[green]report[/] {path}")
 
 
 @app.command()

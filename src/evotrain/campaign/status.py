@@ -1,22 +1,39 @@
-"""A campaign's state read from its files alone, so it works for a campaign driven elsewhere (a cluster)."""
+"""A campaign's state read from its files alone, so it works for a campaign driven elsewhere (a cluster).
+
+For a candidate still running, its progress comes from the files its steps leave: the last trace event (stage),
+the checkpoint folders train has written so far (step), and the newest evaluation report (last metric, scored
+with the round's selection objective).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
-from evotrain.campaign.layout import CampaignPaths
+from evotrain.campaign.layout import CampaignPaths, CandidatePaths, RoundPaths
+from evotrain.errors import EvotrainError
 from evotrain.fileio import read_jsonl
+from evotrain.policy.schema import Policy, SelectionObjective
+from evotrain.substrate.spec import Metric, load_spec
+from evotrain.trial.evaluation import load_eval_report, objective
 from evotrain.trial.manifest import Manifest
-from evotrain.trial.trace import Trace
+from evotrain.trial.trace import Trace, TraceEvent
 
 
 class CandidateStatus(BaseModel):
     candidate_id: str
     role: str
     axis: str | None
-    stage: str  # the last trace event, or "done"/failure class once the manifest is written
+    stage: str  # what it is doing now (from its last trace event), or "done"/failure class once the manifest is written
     objective: float | None = None
     external: float | None = None
+    step: str | None = None  # the newest checkpoint train has written so far
+    checkpoints: int = 0  # checkpoints written so far
+    last_metric: float | None = None  # dev objective of the newest evaluated checkpoint
+    last_metric_checkpoint: str | None = None
+    since: float | None = None  # unix time of its last trace event (how long it has been in this stage)
+    finished: bool = False  # its manifest is written
 
 
 class RoundStatus(BaseModel):
@@ -26,30 +43,28 @@ class RoundStatus(BaseModel):
     best_objective: float | None = None
     best_external: float | None = None
 
+    @property
+    def finished(self) -> int:
+        return sum(1 for c in self.candidates if c.finished)
+
 
 def campaign_status(paths: CampaignPaths) -> list[RoundStatus]:
+    metric = load_spec(paths.substrate).metric
+    sign = metric.sign
     rounds = []
     for round_paths in paths.rounds():
-        kinds = [e.get("kind") for e in read_jsonl(round_paths.trace)]
+        events = list(read_jsonl(round_paths.trace))
+        kinds = [e.get("kind") for e in events]
         state = "closed" if "round_closed" in kinds else ("running" if "planned" in kinds else "pending")
-        candidates = []
-        for cp in round_paths.candidates():
-            if cp.manifest.exists():
-                m = Manifest.model_validate_json(cp.manifest.read_text())
-                candidates.append(
-                    CandidateStatus(
-                        candidate_id=m.candidate_id,
-                        role=m.role,
-                        axis=m.axis,
-                        stage=m.failure.failure_class if m.failure else "done",
-                        objective=m.selected.objective if m.selected else None,
-                        external=m.external.score if m.external else None,
-                    )
-                )
-            else:
-                last = next(reversed(list(Trace(cp.trace).events())), None)
-                stage = f"{last.kind}{' ' + last.key.rsplit('/', 1)[-1] if last.key else ''}" if last else "queued"
-                candidates.append(CandidateStatus(candidate_id=cp.candidate_id, role="?", axis=None, stage=stage))
+        plans: list[dict[str, Any]] = next((e.get("plans", []) for e in events if e.get("kind") == "planned"), [])
+        candidates = [_candidate_status(round_paths, plan, metric) for plan in plans]
+        planned = {c.candidate_id for c in candidates}
+        # a candidate folder the plan does not name cannot come from this loop, but show it rather than hide it
+        candidates += [
+            _candidate_status(round_paths, {"name": cp.name}, metric)
+            for cp in round_paths.candidates()
+            if cp.candidate_id not in planned
+        ]
         objectives = [c.objective for c in candidates if c.objective is not None]
         externals = [c.external for c in candidates if c.external is not None]
         rounds.append(
@@ -57,8 +72,82 @@ def campaign_status(paths: CampaignPaths) -> list[RoundStatus]:
                 round=round_paths.number,
                 state=state,
                 candidates=candidates,
-                best_objective=max(objectives) if objectives else None,
-                best_external=max(externals) if externals else None,
+                best_objective=max(objectives, key=lambda v: sign * v) if objectives else None,
+                best_external=max(externals, key=lambda v: sign * v) if externals else None,
             )
         )
     return rounds
+
+
+def _candidate_status(round_paths: RoundPaths, plan: dict[str, Any], metric: Metric) -> CandidateStatus:
+    cp = round_paths.candidate(str(plan["name"]))
+    if cp.manifest.exists():
+        m = Manifest.model_validate_json(cp.manifest.read_text())
+        return CandidateStatus(
+            candidate_id=m.candidate_id,
+            role=m.role,
+            axis=m.axis,
+            stage=m.failure.failure_class if m.failure else "done",
+            finished=True,
+            objective=m.selected.objective if m.selected else None,
+            external=m.external.score if m.external else None,
+            step=m.checkpoints[-1].checkpoint if m.checkpoints else None,
+            checkpoints=len(m.checkpoints),
+            last_metric=m.checkpoints[-1].objective if m.checkpoints else None,
+            last_metric_checkpoint=m.checkpoints[-1].checkpoint if m.checkpoints else None,
+        )
+    events = Trace(cp.trace).events() if cp.trace.exists() else []
+    last = events[-1] if events else None
+    checkpoints = sorted(p.name for p in cp.checkpoints.iterdir() if p.is_dir()) if cp.checkpoints.is_dir() else []
+    metric_value, metric_checkpoint = _newest_evaluation(cp, metric, _round_objective(round_paths))
+    return CandidateStatus(
+        candidate_id=cp.candidate_id,
+        role=str(plan.get("role", "?")),
+        axis=str(plan["axis"]) if plan.get("axis") else None,
+        stage=describe_event(last) if last else "queued",
+        step=checkpoints[-1] if checkpoints else None,
+        checkpoints=len(checkpoints),
+        last_metric=metric_value,
+        last_metric_checkpoint=metric_checkpoint,
+        since=last.ts if last else None,
+    )
+
+
+def describe_event(event: TraceEvent) -> str:
+    """A trace event in words: `train`, `evaluate step-000100`, `evaluate step-000100 done`, `worker done`."""
+    if event.kind in ("step_started", "step_finished") and event.key:
+        step = " ".join(event.key.split("/")[2:])  # key: <round>/<candidate>/<step>[/<checkpoint>]
+        if event.kind == "step_started":
+            return step
+        status = event.data.get("status", "finished")
+        return f"{step} {'done' if status == 'succeeded' else status}"
+    return {
+        "forked": "forked; worker editing",
+        "worker_finished": "worker done",
+        "violations": "violations found",
+        "manifest_written": "manifest written",
+        "external_submitted": "external scored",
+        "external_failed": "external failed",
+    }.get(event.kind, event.kind)
+
+
+def _round_objective(round_paths: RoundPaths) -> SelectionObjective | None:
+    try:
+        return Policy.model_validate_json(round_paths.policy_json.read_text()).objective
+    except (OSError, ValueError):
+        return None
+
+
+def _newest_evaluation(
+    cp: CandidatePaths, metric: Metric, selection: SelectionObjective | None
+) -> tuple[float | None, str | None]:
+    """The objective of the newest checkpoint with a readable evaluation report (one being written is skipped)."""
+    if selection is None or not cp.eval_dir.is_dir():
+        return None, None
+    for report_path in sorted(cp.eval_dir.glob("*.json"), reverse=True):
+        try:
+            report = load_eval_report(report_path, metric)
+            return objective(report, selection, metric), report_path.stem
+        except (EvotrainError, OSError, ValueError):
+            continue
+    return None, None
