@@ -32,7 +32,9 @@ from evotrain.campaign.plan import CandidatePlan
 from evotrain.campaign.status import RoundStatus, campaign_status
 from evotrain.errors import EvotrainError
 from evotrain.evidence.schema import Evidence
-from evotrain.executors.local import LocalExecutor
+from evotrain.executors.cancel import cancel_unfinished_jobs, unfinished_jobs
+from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
+from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
 from evotrain.policy.schema import Policy
 from evotrain.trial.manifest import Manifest
 
@@ -139,6 +141,9 @@ def run(
     workers: Annotated[int | None, typer.Option(help="candidates per round, the anchor included")] = None,
     parallel: Annotated[int | None, typer.Option(help="candidates run at once")] = None,
     seed: Annotated[int | None, typer.Option(help="must equal the campaign seed fixed at init, if given")] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="where steps run: local or slurm (default: \\[executor] kind in campaign.toml)")
+    ] = None,
 ) -> None:
     """Run, or resume after a kill, the campaign's rounds."""
     try:
@@ -149,12 +154,17 @@ def run(
                 path=run_dir / "campaign.toml",
                 fix="drop --seed, or init a new campaign with the seed you want",
             )
-        _run_with_progress(run_dir, rounds=rounds, workers=workers, parallel=parallel)
+        _run_with_progress(run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor)
     except EvotrainError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        err_console.print(f"[yellow]stopped[/]: running steps cancelled; `evotrain run {run_dir}` resumes")
+        raise typer.Exit(code=130) from None
 
 
-def _run_with_progress(run_dir: Path, *, rounds: int, workers: int | None, parallel: int | None) -> None:
+def _run_with_progress(
+    run_dir: Path, *, rounds: int, workers: int | None, parallel: int | None, executor: str | None = None
+) -> None:
     started = time.monotonic()
     paths, _ = open_campaign(run_dir)
     with CampaignProgress(
@@ -168,8 +178,10 @@ def _run_with_progress(run_dir: Path, *, rounds: int, workers: int | None, paral
         transient=True,
         refresh_per_second=4,
     ) as progress:
-        campaign = Campaign(run_dir, executor=LocalExecutor(), observer=RichObserver(progress))
-        campaign.run(rounds=rounds, workers=workers, parallel=parallel)
+        stoppable = _executor_for(run_dir, executor)
+        with stop_on_signals(stoppable, say=lambda msg: err_console.print(msg, highlight=False)):
+            campaign = Campaign(run_dir, executor=stoppable, observer=RichObserver(progress))
+            campaign.run(rounds=rounds, workers=workers, parallel=parallel)
     console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain report {run_dir}` for the report")
     console.print(_rounds_table(campaign_status(paths)))
 
@@ -296,6 +308,27 @@ def audit(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
         err_console.print(f"[bold red]audit failed[/]: {len(problems)} problem(s)")
         raise typer.Exit(code=1)
     console.print("[green]audit passed[/]: substrate, constitution, manifests, evidence and policy chain intact")
+
+
+def _executor_for(run_dir: Path, name: str | None) -> StoppableExecutor:
+    """The campaign's executor (`--executor`, else [executor] kind in campaign.toml), stopped by Ctrl-C/SIGTERM."""
+    paths, config = open_campaign(run_dir)
+    if name is not None and name not in EXECUTOR_KINDS:
+        raise EvotrainError(f"--executor {name!r} is not an executor", fix=f"use one of: {', '.join(EXECUTOR_KINDS)}")
+    return build_stoppable(name, config.executor, config_path=paths.config)
+
+
+@app.command()
+def cancel(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+    """Cancel the jobs a campaign's traces record as unfinished (its orchestrator is gone); `run` resumes them."""
+    try:
+        if not unfinished_jobs(run_dir):
+            console.print("no unfinished jobs recorded")
+            return
+        for ref, how in cancel_unfinished_jobs(run_dir):
+            console.print(f"  {ref.key}: {how}", highlight=False)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
 
 
 def main() -> None:

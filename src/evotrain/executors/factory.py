@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from evotrain.errors import ConfigError
 from evotrain.executors.local import LocalExecutor
-from evotrain.executors.protocol import Executor
+from evotrain.executors.protocol import Executor, JobRef
 from evotrain.executors.slurm import SlurmConfig, SlurmExecutor
+from evotrain.executors.stopping import StoppableExecutor
 
 ExecutorKind = Literal["local", "slurm"]
 EXECUTOR_KINDS: tuple[str, ...] = get_args(ExecutorKind)
@@ -40,3 +41,23 @@ def build_executor(
         path=config_path,
         fix=f"use one of: {', '.join(EXECUTOR_KINDS)}",
     )
+
+
+def abandon(job: JobRef, settings: ExecutorSettings | None = None, *, config_path: Path | None = None) -> str:
+    """Make sure a job recorded by an orchestrator that is gone no longer runs; how it ended, in words."""
+    settings = settings or ExecutorSettings()
+    if job.executor == "slurm":
+        outcome = SlurmExecutor(settings.slurm, config_path=config_path, check=False).cancel_recorded(job)
+        return f"slurm job {job.job_id}: {outcome.status}"
+    if job.executor == "local":
+        LocalExecutor(cpus=1, gpus=[]).recover(job)  # kills what is left of its process group
+        return f"local process group {job.data.get('pgid')}: gone"
+    raise ConfigError(f"a trace records a job of unknown executor {job.executor!r}", fix="use a matching evotrain")
+
+
+def build_stoppable(
+    name: str | None, settings: ExecutorSettings | None = None, *, config_path: Path | None = None
+) -> StoppableExecutor:
+    """`build_executor`, wrapped so Ctrl-C/SIGTERM cancels its jobs and jobs of another executor are stopped."""
+    inner = build_executor(name, settings, config_path=config_path)
+    return StoppableExecutor(inner, abandon_foreign=lambda job: abandon(job, settings, config_path=config_path))
