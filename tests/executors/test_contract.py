@@ -61,7 +61,8 @@ def alive(pid: int) -> bool:
 
 
 def test_runs_the_command_with_env_cwd_and_logs(executor: Executor, tmp_path: Path) -> None:
-    ref = executor.submit(request(tmp_path, 'echo "$EVOTRAIN_TEST in $(pwd) gpus=[$CUDA_VISIBLE_DEVICES]"; echo oops >&2'))
+    command = 'echo "$EVOTRAIN_TEST in $(pwd) gpus=[$CUDA_VISIBLE_DEVICES]"; echo oops >&2'
+    ref = executor.submit(request(tmp_path, command))
     assert ref.executor == executor.name and ref.key == "test/job"
     outcome = wait(executor, ref)
     assert outcome.status == "succeeded" and outcome.ok and outcome.exit_code == 0
