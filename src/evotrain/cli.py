@@ -37,6 +37,7 @@ from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
 from evotrain.policy.schema import Policy
 from evotrain.trial.manifest import Manifest
+from evotrain.workers.trial_cli import trial_app
 
 app = typer.Typer(
     name="evotrain",
@@ -44,6 +45,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(trial_app, name="trial")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # never wrap a path in an error
 

@@ -39,6 +39,8 @@ class WorkerUsage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    stopped_for_budget: str | None = None  # the limit an agent worker hit (it was stopped, the trial did not run)
+    transcript: str | None = None  # an agent worker's recorded session (JSONL), relative to its candidate folder
 
 
 class WorkerRequest(BaseModel):
