@@ -59,7 +59,7 @@ def test_spec_file_and_inline(tmp_path: Path) -> None:
     config = parse_external_spec(str(spec))
     assert config.budget == 3 and config.cwd == str(tmp_path)
     assert parse_external_spec("command:echo 1").command == "echo 1"
-    spec.write_text('kind = "kaggle"\n')
+    spec.write_text('kind = "ftp"\n')  # leaderboard and kaggle are kinds now (tests/leaderboard)
     with pytest.raises(ConfigError, match="kind"):
         parse_external_spec(str(spec))
     spec.write_text('command = "x"\nbudgett = 3\n')

@@ -35,6 +35,7 @@ from evotrain.evidence.schema import Evidence
 from evotrain.executors.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
+from evotrain.leaderboard.cli import leaderboard_app
 from evotrain.policy.schema import Policy
 from evotrain.trial.manifest import Manifest
 from evotrain.workers.trial_cli import trial_app
@@ -45,6 +46,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(trial_app, name="trial")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # never wrap a path in an error

@@ -28,7 +28,7 @@ from evotrain.evidence.render import render_evidence_markdown
 from evotrain.evidence.schema import Evidence
 from evotrain.executors.local import LocalExecutor
 from evotrain.executors.protocol import Executor
-from evotrain.external.command import CommandTarget
+from evotrain.external.factory import build_target
 from evotrain.external.protocol import ExternalTarget
 from evotrain.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
 from evotrain.policy.constitution import Constitution, enforce
@@ -134,7 +134,7 @@ class Campaign:
         self.poll_interval = poll_interval
 
     def _external_from_config(self) -> ExternalTarget | None:
-        return CommandTarget(self.config.external) if self.config.external else None
+        return build_target(self.config.external) if self.config.external else None
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self, *, rounds: int, workers: int | None = None, parallel: int | None = None) -> list[Evidence]:
