@@ -1,0 +1,153 @@
+"""Claude Code and Codex workers driven by a stand-in executable on PATH that speaks the real CLIs' JSON formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from evotrain.campaign.layout import CampaignPaths
+from evotrain.campaign.loop import Campaign
+from evotrain.trial.manifest import Manifest
+from evotrain.workers.budget import AgentBudget, ModelPrice
+from evotrain.workers.cli_agents import CLAUDE_ALLOWED_TOOLS, ClaudeCodeWorker, CLIAgentConfig, CodexWorker
+
+from ..campaign_helpers import make_tiny_campaign, manifests
+
+STANDIN = Path(__file__).parent / "standin_agent.py"
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`claude` and `codex` stand-ins first on PATH; returns the file where they record how they were called."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("claude", "codex"):
+        exe = bindir / name
+        exe.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STANDIN_RECORD", str(tmp_path / "call.json"))
+    monkeypatch.setenv("STANDIN_CHILD_PID", str(tmp_path / "child.pid"))
+    monkeypatch.setenv("EVOTRAIN_LEADERBOARD_TOKEN", "lb-secret")
+    monkeypatch.setenv("HF_TOKEN", "hf-secret")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
+    return tmp_path / "call.json"
+
+
+def _run(tmp_path: Path, worker: ClaudeCodeWorker | CodexWorker) -> Manifest:
+    run = make_tiny_campaign(tmp_path)
+    Campaign(run, worker=worker).run(rounds=1, workers=2)
+    return manifests(run)["r0001/c02-optimizer"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_claude_arguments_stream_parsing_and_manifest(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "edit")
+    worker = ClaudeCodeWorker(CLIAgentConfig(model="claude-sonnet-4-5"), budget=AgentBudget(max_turns=7))
+    m = _run(tmp_path, worker)
+    call = json.loads(standin.read_text())
+    argv = call["argv"]
+    assert argv[0] == "-p" and "Axis: **optimizer**" in argv[1] and "evotrain trial train" in argv[1]
+    assert argv[2:8] == [
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--allowedTools",
+        CLAUDE_ALLOWED_TOOLS,
+        "--append-system-prompt",
+    ]
+    assert argv[8].startswith("# Worker brief")
+    assert argv[9:] == ["--max-turns", "7", "--model", "claude-sonnet-4-5"]
+    sandbox = CampaignPaths(tmp_path / "run").round(1).candidate("c02-optimizer").sandbox
+    assert call["cwd"] == str(sandbox.resolve())
+    assert "ANTHROPIC_API_KEY" in call["env"] and "EVOTRAIN_AGENT_CONTEXT" in call["env"]
+    assert not {"EVOTRAIN_LEADERBOARD_TOKEN", "HF_TOKEN", "OPENAI_API_KEY"} & set(call["env"])
+    assert m.ok and m.worker == "claude-code"
+    assert [(c.knob, c.old, c.new, c.direction) for c in m.changes] == [("lr", 0.03, 0.01, "decrease")]
+    assert m.rationale.startswith("Lowered train.lr 0.03 → 0.01")
+    u = m.worker_usage
+    assert (u.turns, u.input_tokens, u.output_tokens, u.cost_usd) == (2, 1200, 100, pytest.approx(0.0123))
+    assert u.transcript == "agent-transcript.jsonl" and u.stopped_for_budget is None
+
+
+def test_codex_arguments_stream_parsing_and_price(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "edit")
+    price = ModelPrice(input_per_mtok=1.25, output_per_mtok=10.0)
+    m = _run(tmp_path, CodexWorker(CLIAgentConfig(price=price)))
+    call = json.loads(standin.read_text())
+    cp = CampaignPaths(tmp_path / "run").round(1).candidate("c02-optimizer")
+    assert call["argv"][:9] == [
+        "exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check",
+        "--cd", str(cp.sandbox.resolve()), "--add-dir", str(cp.root.resolve() / "agent-work"),
+    ]  # fmt: skip
+    assert call["argv"][-1].startswith("# Worker brief") and "Axis: **optimizer**" in call["argv"][-1]
+    assert "OPENAI_API_KEY" in call["env"] and "ANTHROPIC_API_KEY" not in call["env"]
+    assert m.ok and m.worker == "codex" and m.rationale.startswith("Lowered train.lr")
+    u = m.worker_usage
+    assert (u.turns, u.input_tokens, u.output_tokens) == (3, 3000, 400)
+    assert u.cost_usd == pytest.approx((3000 * 1.25 + 400 * 10.0) / 1e6)
+
+
+def test_a_cli_agent_that_rewrites_a_frozen_file_gets_a_violation_and_no_trial(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "frozen")
+    m = _run(tmp_path, ClaudeCodeWorker())
+    assert m.failure is not None and m.failure.failure_class == "violation"
+    assert [(v.path, v.kind) for v in m.violations] == [("eval/evaluate.py", "frozen_edit")]
+    assert m.checkpoints == [] and m.selected is None
+    snapshot = (tmp_path / "run" / "substrate" / "eval" / "evaluate.py").read_text()
+    assert "_lenient_" not in snapshot  # the snapshot was not written through
+
+
+def test_budget_stop_kills_the_claude_process_tree(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "forever")
+    m = _run(tmp_path, ClaudeCodeWorker(budget=AgentBudget(max_turns=100, max_tokens=3000)))
+    assert m.failure is not None and m.failure.failure_class == "worker_error"
+    assert m.failure.message.startswith("stopped for budget: tokens ")
+    assert m.worker_usage.stopped_for_budget is not None and "max_tokens 3000" in m.worker_usage.stopped_for_budget
+    assert 3000 <= m.worker_usage.input_tokens + m.worker_usage.output_tokens < 3000 + 650
+    child = int((tmp_path / "child.pid").read_text())
+    assert not _alive(child), "the agent's grandchild process survived the budget stop"
+
+
+def test_turn_budget_stops_codex(tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "forever")
+    m = _run(tmp_path, CodexWorker(budget=AgentBudget(max_turns=5)))
+    assert m.failure is not None and m.failure.message == "stopped for budget: turns 5 ≥ max_turns 5"
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
+
+
+def test_wall_time_stops_a_silent_agent(tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "silent")
+    m = _run(tmp_path, CodexWorker(budget=AgentBudget(max_wall_s=1.5)))
+    assert m.failure is not None and m.failure.message == "stopped for budget: wall time reached max_wall_s"
+    assert 1.5 <= m.worker_usage.wall_s < 10
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
+
+
+def test_missing_cli_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from evotrain.errors import ConfigError
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="`claude` command"):
+        ClaudeCodeWorker()
