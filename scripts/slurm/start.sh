@@ -84,8 +84,12 @@ KillWait=5
 # Finished jobs stay visible to squeue/scontrol for 10 minutes (there is no accounting database here).
 MinJobAge=600
 SlurmdTimeout=30
+# A job in partition "urgent" preempts jobs of "debug": requeued, or ended as PREEMPTED when it cannot be.
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory_mb Gres=gpu:2 State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=urgent Nodes=$node MaxTime=INFINITE State=UP PriorityTier=10
 CONF
 cat > "$dir/gres.conf" <<CONF
 NodeName=$node Name=gpu File=$dir/dev/nvidia[0-1]
