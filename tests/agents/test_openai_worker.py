@@ -76,7 +76,15 @@ def test_transcript_records_reads_edits_refusal_and_trials(agent_run: tuple[Path
     cp = CampaignPaths(run).round(1).candidate("c02-optimizer")
     records = list(read_jsonl(cp.root / "agent-transcript.jsonl"))
     tools = [(r["tool"], r["message"]["content"].splitlines()[0]) for r in records if r["message"]["role"] == "tool"]
-    assert [t for t, _ in tools] == ["list_files", "read_file", "write_file", "write_file", "run_trial", "run_trial", "finish"]
+    assert [t for t, _ in tools] == [
+        "list_files",
+        "read_file",
+        "write_file",
+        "write_file",
+        "run_trial",
+        "run_trial",
+        "finish",
+    ]
     assert tools[2][1].startswith("error: refused: eval/evaluate.py is frozen")
     assert tools[3][1] == "wrote recipe.toml (" + tools[3][1].split("(", 1)[1]
     assert manifests(run)["r0001/c02-optimizer"].violations == []  # the refused write never reached the sandbox
