@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress import (
@@ -30,7 +31,7 @@ from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.campaign.plan import CandidatePlan
 from evotrain.campaign.status import RoundStatus, campaign_status
-from evotrain.errors import EvotrainError
+from evotrain.errors import ConfigError, EvotrainError
 from evotrain.evidence.schema import Evidence
 from evotrain.executors.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
@@ -38,6 +39,7 @@ from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
 from evotrain.leaderboard.cli import leaderboard_app
 from evotrain.policy.schema import Policy
 from evotrain.trial.manifest import Manifest
+from evotrain.workers.select import AGENT_KINDS, META_KINDS, AgentChoice, build_meta_agent, build_worker
 from evotrain.workers.trial_cli import trial_app
 
 app = typer.Typer(
@@ -148,6 +150,20 @@ def run(
     executor: Annotated[
         str | None, typer.Option(help="where steps run: local or slurm (default: \\[executor] kind in campaign.toml)")
     ] = None,
+    # ---- agent workers and meta agent (docs/agents.md) ----
+    agent: Annotated[str, typer.Option(help="worker backend: mutator, claude-code, codex or openai")] = "mutator",
+    meta: Annotated[str, typer.Option(help="meta agent: rules or llm")] = "rules",
+    agent_model: Annotated[str | None, typer.Option(help="model of the agent worker (and of the llm meta)")] = None,
+    agent_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. a local vLLM")] = None,
+    meta_model: Annotated[str | None, typer.Option(help="model of the llm meta agent (default: --agent-model)")] = None,
+    agent_turns: Annotated[int | None, typer.Option(help="max turns per worker")] = 30,
+    agent_wall_s: Annotated[float | None, typer.Option(help="max wall seconds per worker")] = 1800.0,
+    agent_tokens: Annotated[int | None, typer.Option(help="max tokens per worker")] = 400_000,
+    agent_usd: Annotated[float | None, typer.Option(help="max USD per worker")] = None,
+    round_tokens: Annotated[int | None, typer.Option(help="max tokens of all workers of a round")] = None,
+    round_usd: Annotated[float | None, typer.Option(help="max USD of all workers of a round")] = None,
+    price_in: Annotated[float, typer.Option(help="USD per 1M input tokens (default 0: a local model)")] = 0.0,
+    price_out: Annotated[float, typer.Option(help="USD per 1M output tokens")] = 0.0,
 ) -> None:
     """Run, or resume after a kill, the campaign's rounds."""
     try:
@@ -158,7 +174,11 @@ def run(
                 path=run_dir / "campaign.toml",
                 fix="drop --seed, or init a new campaign with the seed you want",
             )
-        _run_with_progress(run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor)
+        agents = _agent_choice(
+            agent, meta, agent_model, agent_base_url, meta_model,
+            [agent_turns, agent_wall_s, agent_tokens, agent_usd, round_tokens, round_usd], price_in, price_out,
+        )  # fmt: skip
+        _run_with_progress(run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor, agents=agents)
     except EvotrainError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -166,8 +186,38 @@ def run(
         raise typer.Exit(code=130) from None
 
 
+def _agent_choice(
+    agent: str, meta: str, model: str | None, base_url: str | None, meta_model: str | None,
+    limits: list[Any], price_in: float, price_out: float,
+) -> AgentChoice:  # fmt: skip
+    """`--agent`/`--meta` and the budget options, validated (a wrong value is a ConfigError, not a traceback)."""
+    if agent not in AGENT_KINDS or meta not in META_KINDS:
+        raise ConfigError(
+            f"unknown backend: --agent {agent!r} / --meta {meta!r}",
+            fix=f"--agent {'|'.join(AGENT_KINDS)}, --meta {'|'.join(META_KINDS)}",
+        )
+    names = ("max_turns", "max_wall_s", "max_tokens", "max_usd", "round_tokens", "round_usd")
+    try:
+        return AgentChoice.model_validate(
+            {
+                "agent": agent, "meta": meta, "model": model, "base_url": base_url, "meta_model": meta_model,
+                "price": {"input_per_mtok": price_in, "output_per_mtok": price_out},
+                "budget": dict(zip(names, limits, strict=True)),
+            }
+        )  # fmt: skip
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid agent options: {problems}", fix="see `evotrain run --help`") from None
+
+
 def _run_with_progress(
-    run_dir: Path, *, rounds: int, workers: int | None, parallel: int | None, executor: str | None = None
+    run_dir: Path,
+    *,
+    rounds: int,
+    workers: int | None,
+    parallel: int | None,
+    executor: str | None = None,
+    agents: AgentChoice | None = None,
 ) -> None:
     started = time.monotonic()
     paths, _ = open_campaign(run_dir)
@@ -184,7 +234,14 @@ def _run_with_progress(
     ) as progress:
         stoppable = _executor_for(run_dir, executor)
         with stop_on_signals(stoppable, say=lambda msg: err_console.print(msg, highlight=False)):
-            campaign = Campaign(run_dir, executor=stoppable, observer=RichObserver(progress))
+            agents = agents or AgentChoice()
+            campaign = Campaign(
+                run_dir,
+                executor=stoppable,
+                observer=RichObserver(progress),
+                worker=build_worker(agents),
+                meta_agent=build_meta_agent(agents, paths.root),
+            )
             campaign.run(rounds=rounds, workers=workers, parallel=parallel)
     console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain report {run_dir}` for the report")
     console.print(_rounds_table(campaign_status(paths)))
