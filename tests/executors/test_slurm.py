@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -28,10 +29,9 @@ from evotrain.executors.factory import ExecutorSettings, build_executor
 from evotrain.executors.slurm import SlurmConfig, SlurmExecutor
 from evotrain.executors.slurm_job import JobRecord
 from evotrain.fileio import read_jsonl
-from evotrain.trial.manifest import Manifest
 from evotrain.trial.trace import Trace
 
-from ..campaign_helpers import EXAMPLES, make_tiny_campaign
+from ..campaign_helpers import EXAMPLES, make_tiny_campaign, manifests
 from .conftest import PARTITION, slurm_executor
 from .test_contract import request, wait, wait_for_file
 
@@ -203,8 +203,8 @@ def test_a_two_round_campaign_runs_through_slurm_on_two_gpus(tmp_path: Path) -> 
     executor = slurm_executor(job_name_prefix=prefix)
     evidence = Campaign(run, executor=executor).run(rounds=2, workers=3, parallel=3)
     assert len(evidence) == 2
-    manifests = [Manifest.model_validate_json(p.read_bytes()) for p in run.glob("rounds/*/*/manifest.json")]
-    assert len(manifests) == 6 and all(m.ok for m in manifests), [m.failure for m in manifests if m.failure]
+    made = list(manifests(run).values())
+    assert len(made) == 6 and all(m.ok for m in made), [m.failure for m in made if m.failure]
     records = job_records(run)
     assert records and all(r.exit_code == 0 and r.cuda_visible_devices in ("0", "1") for r in records)
     pairs = overlapping(records)
@@ -245,9 +245,13 @@ def test_kill_9_with_jobs_queued_and_running_then_resume_submits_no_job_twice(tm
     prefix = f"evotrain-kill-{os.getpid()}-{time.time_ns() % 10**6}"
     use_slurm(run, prefix)
     kills = 0
+    rng = random.Random(20261123)
     for _ in range(3):  # kill while 3 one-GPU trains compete for 2 GPUs: some run, one waits
         proc = orchestrator(run, *ARGS)
         states = wait_for_states(prefix, {"RUNNING", "PENDING"} if kills == 0 else {"RUNNING"})
+        if kills:
+            time.sleep(rng.uniform(0.3, 2.0))  # let the resumed orchestrator re-attach, poll, maybe submit
+            states = squeue_states(prefix)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
@@ -262,8 +266,8 @@ def test_kill_9_with_jobs_queued_and_running_then_resume_submits_no_job_twice(tm
     assert set(starts.values()) == {1} and len(starts) == len(names)
     kinds = Counter(e["kind"] for e in read_jsonl(CampaignPaths(run).round(1).trace))
     assert kinds["round_closed"] == 1
-    manifests = [Manifest.model_validate_json(p.read_bytes()) for p in run.glob("rounds/*/*/manifest.json")]
-    assert len(manifests) == 3 and all(m.ok for m in manifests)
+    made = list(manifests(run).values())
+    assert len(made) == 3 and all(m.ok for m in made), [m.failure for m in made if m.failure]
     assert subprocess.run([sys.executable, "-m", "evotrain", "audit", str(run)], capture_output=True).returncode == 0
     print(f"resume after {kills} kills: {len(names)} jobs, each submitted once")
 
@@ -294,8 +298,8 @@ def test_sigterm_cancels_the_running_jobs_and_resume_reruns_them(tmp_path: Path)
     final = orchestrator(run, *ARGS)
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err.decode()
-    manifests = [Manifest.model_validate_json(p.read_bytes()) for p in run.glob("rounds/*/*/manifest.json")]
-    assert len(manifests) == 3 and all(m.ok for m in manifests)
+    made = list(manifests(run).values())
+    assert len(made) == 3 and all(m.ok for m in made), [m.failure for m in made if m.failure]
     rerun = {name for name, n in squeue_names(prefix).items() if n == 2}
     assert rerun == cancelled, (rerun, cancelled)
     assert set(squeue_names(prefix).values()) <= {1, 2}
