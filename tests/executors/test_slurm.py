@@ -303,3 +303,27 @@ def test_sigterm_cancels_the_running_jobs_and_resume_reruns_them(tmp_path: Path)
     rerun = {name for name, n in squeue_names(prefix).items() if n == 2}
     assert rerun == cancelled, (rerun, cancelled)
     assert set(squeue_names(prefix).values()) <= {1, 2}
+
+
+@pytest.mark.slow
+def test_evotrain_cancel_stops_the_jobs_of_a_dead_orchestrator_and_run_resumes(tmp_path: Path) -> None:
+    gpu_substrate(tmp_path, train_sleep_s=8)
+    run = make_tiny_campaign(tmp_path)
+    prefix = f"evotrain-cancel-{os.getpid()}-{time.time_ns() % 10**6}"
+    use_slurm(run, prefix)
+    proc = orchestrator(run, *ARGS)
+    wait_for_states(prefix, {"RUNNING"})
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cancel = subprocess.run([sys.executable, "-m", "evotrain", "cancel", str(run)], capture_output=True, text=True)
+    assert cancel.returncode == 0, cancel.stderr
+    assert "cancelled" in cancel.stdout
+    states = squeue_states(prefix)
+    assert not {"RUNNING", "PENDING", "COMPLETING"} & set(states), states
+    again = subprocess.run([sys.executable, "-m", "evotrain", "cancel", str(run)], capture_output=True, text=True)
+    assert again.returncode == 0 and "slurm job" in again.stdout  # still unfinished in the traces: no-op cancel
+    final = orchestrator(run, *ARGS)
+    _, err = final.communicate(timeout=300)
+    assert final.returncode == 0, err.decode()
+    made = list(manifests(run).values())
+    assert len(made) == 3 and all(m.ok for m in made), [m.failure for m in made if m.failure]
