@@ -58,17 +58,11 @@ def _draw_trajectory(ax: Axes, report: CampaignReport) -> None:
     dev_band = _anchor_band(report, "dev")
     if dev_band:
         bx, mid, half = zip(*dev_band, strict=True)
-        low = [m - h for m, h in zip(mid, half, strict=True)]
-        high = [m + h for m, h in zip(mid, half, strict=True)]
-        ax.fill_between(bx, low, high, color=DEV_COLOR, alpha=0.12, label="anchor dev ± noise band")
-        ax.plot(bx, mid, color=DEV_COLOR, linestyle=":", linewidth=1, label="anchor dev")
+        _band(ax, bx, mid, half, DEV_COLOR, "anchor dev ± noise band")
     ext_band = _anchor_band(report, "external")
     if ext_band:
         bx, mid, half = zip(*ext_band, strict=True)
-        low = [m - h for m, h in zip(mid, half, strict=True)]
-        high = [m + h for m, h in zip(mid, half, strict=True)]
-        ax.fill_between(bx, low, high, color=EXTERNAL_COLOR, alpha=0.12, label="anchor external ± noise band")
-        ax.plot(bx, mid, color=EXTERNAL_COLOR, linestyle=":", linewidth=1, label="anchor external")
+        _band(ax, bx, mid, half, EXTERNAL_COLOR, "anchor external ± noise band")
 
     dev = [(r.round, r.best_dev.objective) for r in rounds if r.best_dev and r.best_dev.objective is not None]
     if dev:
@@ -82,6 +76,16 @@ def _draw_trajectory(ax: Axes, report: CampaignReport) -> None:
     ax.set_xticks([r.round for r in rounds])
     ax.grid(True, alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+
+
+def _band(ax: Axes, xs: Any, mid: Any, half: Any, color: str, label: str) -> None:
+    """The anchor with its noise band: error bars (visible even for one round), shaded between rounds."""
+    ax.errorbar(xs, mid, yerr=half, fmt="_", color=color, alpha=0.6, capsize=5, markersize=10, label=label)
+    if len(xs) > 1:
+        low = [m - h for m, h in zip(mid, half, strict=True)]
+        high = [m + h for m, h in zip(mid, half, strict=True)]
+        ax.fill_between(xs, low, high, color=color, alpha=0.10)
+        ax.plot(xs, mid, color=color, linestyle=":", linewidth=1)
 
 
 def _anchor_band(report: CampaignReport, which: str) -> list[tuple[int, float, float]]:
