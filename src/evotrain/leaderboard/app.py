@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Header, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from evotrain.leaderboard.board import MAX_ID_LENGTH, Board
@@ -38,7 +38,8 @@ MAX_ANSWER_LENGTH = 65536
 MAX_PREDICTIONS = 200_000
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f]+$")]
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"  # no control characters
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 AnswerText = Annotated[str, StringConstraints(max_length=MAX_ANSWER_LENGTH)]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 SubmissionId = Annotated[str, Path(pattern=r"^sub-[0-9a-f]{16}$", description="a submission id (sub-<16 hex>)")]
@@ -55,7 +56,21 @@ class SubmissionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    predictions: Annotated[dict[ItemId, AnswerText], Field(max_length=MAX_PREDICTIONS)]
+    predictions: Annotated[
+        dict[ItemId, AnswerText],
+        Field(max_length=MAX_PREDICTIONS),
+        # pydantic would publish the key pattern as patternProperties, which leaves other keys unconstrained in the
+        # spec; propertyNames says what the server really accepts.
+        WithJsonSchema(
+            {
+                "type": "object",
+                "description": "{item id: answer text}; ids not on the board are ignored, missing items are wrong",
+                "maxProperties": MAX_PREDICTIONS,
+                "propertyNames": {"minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN},
+                "additionalProperties": {"type": "string", "maxLength": MAX_ANSWER_LENGTH},
+            }
+        ),
+    ]
     candidate: Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
 
 
