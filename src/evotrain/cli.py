@@ -298,7 +298,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed for the puzzles and the campaign")] = 0,
 ) -> None:
     """Build the embedded puzzles substrate and run a campaign on it, offline on CPU (re-running resumes)."""
-    from evotrain.demo import FULL, QUICK, prepare_demo
+    from evotrain.demo import FULL, QUICK, demo_leaderboard, prepare_demo
 
     plan = QUICK if quick else FULL
     root = directory / ("quick" if quick else "full")
@@ -306,7 +306,8 @@ def demo(
         with console.status("preparing the puzzles substrate") as spinner:
             paths = prepare_demo(root, seed=seed, say=lambda msg: spinner.update(msg))
         console.print(f"campaign {paths.campaign}: {plan.rounds} round(s) × {plan.workers} candidates")
-        _run_with_progress(paths.campaign, rounds=plan.rounds, workers=plan.workers, parallel=plan.parallel)
+        with demo_leaderboard(paths):  # the external target: a leaderboard server, stopped after the run
+            _run_with_progress(paths.campaign, rounds=plan.rounds, workers=plan.workers, parallel=plan.parallel)
     except EvotrainError as exc:
         raise _fail(exc) from None
     console.print(f"evidence and policies: {paths.campaign}/rounds/*/evidence.md, policy.md")

@@ -1,26 +1,43 @@
 """`evotrain demo`: the embedded default, end to end and offline.
 
 It builds the Wonderland-puzzles substrate (a small causal LM post-trained on CPU), keeps the external split's
-labels outside the campaign for the external target, initialises a campaign and runs it.
+labels outside the campaign, initialises a campaign and runs it against a leaderboard server (`evotrain
+leaderboard serve`, a separate process on 127.0.0.1) that holds those labels; the server is started for the run
+and stopped after it, also on an error or Ctrl-C.
 
     DIR/
       substrate/                     the built substrate (the campaign snapshots it)
-      hidden/external_answers.jsonl  the labels only the external target reads
+      hidden/external_answers.jsonl  the labels only the leaderboard server reads
+      hidden/leaderboard.sqlite      the server's submissions (kept across runs: the budget spans them)
       campaign/                      the campaign folder (evotrain status/audit DIR/campaign)
 """
 
 from __future__ import annotations
 
-import shlex
+import contextlib
+import os
 import shutil
+import signal
+import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from evotrain.campaign.config import CommandTargetConfig
+import httpx
+
+from evotrain.campaign.config import LeaderboardTargetConfig, load_config
 from evotrain.campaign.init import init_campaign
+from evotrain.errors import EvotrainError
+from evotrain.leaderboard.store import Budget, LeaderboardStore
 from evotrain.substrate.spec import SPEC_FILENAME
+
+# The campaign reads the server's URL and its token from these at run time: the port changes per run, and the
+# token is issued per run and never written to disk.
+URL_ENV = "EVOTRAIN_DEMO_LEADERBOARD_URL"
+TOKEN_ENV = "EVOTRAIN_DEMO_LEADERBOARD_TOKEN"
+DEMO_BUDGET = Budget(max_total=40, max_per_period=None)  # enough for 4 rounds × (2 top + anchor), with room
 
 
 @dataclass(frozen=True)
@@ -47,16 +64,16 @@ class DemoPaths:
         return self.root / "hidden" / "external_answers.jsonl"
 
     @property
+    def leaderboard_db(self) -> Path:
+        return self.root / "hidden" / "leaderboard.sqlite"
+
+    @property
     def campaign(self) -> Path:
         return self.root / "campaign"
 
 
-def external_target(answers: Path, split: str = "external") -> CommandTargetConfig:
-    command = (
-        f"{shlex.quote(sys.executable)} -m evotrain.puzzles.score --answers {shlex.quote(str(answers))} "
-        f"--split {split} --predictions {{predictions}}"
-    )
-    return CommandTargetConfig(name=f"puzzles-{split}", command=command, cwd=str(answers.parent))
+def external_target() -> LeaderboardTargetConfig:
+    return LeaderboardTargetConfig(name="leaderboard", url_env=URL_ENV, token_env=TOKEN_ENV)
 
 
 def prepare_demo(
@@ -72,5 +89,83 @@ def prepare_demo(
         if paths.substrate.exists():  # a build interrupted part-way: start it again
             shutil.rmtree(paths.substrate)
         build_substrate(paths.substrate, seed=seed, answers_path=paths.answers, profile=profile, progress=say)
-    init_campaign(paths.campaign, paths.substrate, external=external_target(paths.answers), seed=seed)
+    init_campaign(paths.campaign, paths.substrate, external=external_target(), seed=seed)
     return paths
+
+
+@contextlib.contextmanager
+def demo_leaderboard(paths: DemoPaths, *, timeout_s: float = 60.0) -> Iterator[str | None]:
+    """Serve the demo's hidden labels for the duration of the block; yields the server's URL.
+
+    Sets URL_ENV and TOKEN_ENV for the campaign, and stops the server and restores the environment on the way out,
+    whatever ended the block. A campaign made before the demo used a leaderboard (a command target) runs as it was:
+    nothing is started and None is yielded.
+    """
+    config = load_config(paths.campaign / "campaign.toml")
+    if not isinstance(config.external, LeaderboardTargetConfig):
+        yield None
+        return
+    server, url = start_leaderboard(paths.answers, paths.leaderboard_db, timeout_s=timeout_s)
+    saved = {name: os.environ.get(name) for name in (URL_ENV, TOKEN_ENV)}
+    try:
+        store = LeaderboardStore(paths.leaderboard_db)
+        try:  # a fresh token each run (only its hash is stored); the submissions and the budget carry over
+            token = store.create_campaign(config.name, DEMO_BUDGET, rotate=True)
+        finally:
+            store.close()
+        os.environ[URL_ENV], os.environ[TOKEN_ENV] = url, token
+        yield url
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        stop_leaderboard(server)
+
+
+def start_leaderboard(answers: Path, db: Path, *, timeout_s: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m evotrain leaderboard serve` on 127.0.0.1, a free port; returns once /healthz answers."""
+    url_file = db.with_suffix(".url")
+    url_file.unlink(missing_ok=True)
+    log = db.with_suffix(".log")
+    command = [sys.executable, "-m", "evotrain", "leaderboard", "serve", "--answers", str(answers), "--db", str(db)]
+    command += ["--host", "127.0.0.1", "--port", "0", "--url-file", str(url_file)]
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        # Its own session: Ctrl-C in the terminal reaches the demo, which then stops the server in order.
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            if server.poll() is not None:
+                raise EvotrainError(
+                    f"the leaderboard server exited {server.returncode}: {log.read_text()[-800:]}",
+                    path=log,
+                    fix="read the server's log above; `evotrain leaderboard serve --help` lists its options",
+                )
+            if url_file.exists() and _healthy(url := url_file.read_text().strip()):
+                return server, url
+            if time.monotonic() > deadline:
+                raise EvotrainError(f"the leaderboard server did not start in {timeout_s:.0f} s", path=log)
+            time.sleep(0.1)
+    except BaseException:
+        stop_leaderboard(server)
+        raise
+
+
+def stop_leaderboard(server: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False

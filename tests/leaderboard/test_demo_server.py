@@ -1,0 +1,49 @@
+"""`evotrain demo`'s leaderboard: started for the run on loopback, labels outside the campaign, always stopped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from evotrain.campaign.config import LeaderboardTargetConfig, load_config
+from evotrain.campaign.init import init_campaign
+from evotrain.demo import TOKEN_ENV, URL_ENV, DemoPaths, demo_leaderboard, external_target
+from evotrain.external.factory import build_target
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def demo_like(tmp_path: Path) -> DemoPaths:
+    """The demo's layout, with the tiny substrate standing in for the (slow to build) puzzles one."""
+    paths = DemoPaths(tmp_path / "demo")
+    paths.answers.parent.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "tiny_external_answers.jsonl", paths.answers)
+    substrate = shutil.copytree(EXAMPLES / "tiny", paths.substrate)
+    init_campaign(paths.campaign, Path(substrate), external=external_target())
+    return paths
+
+
+def test_the_server_runs_for_the_block_and_stops_after_it(tmp_path: Path) -> None:
+    paths = demo_like(tmp_path)
+    config = load_config(paths.campaign / "campaign.toml").external
+    assert isinstance(config, LeaderboardTargetConfig)
+    assert not paths.answers.is_relative_to(paths.campaign) and not paths.leaderboard_db.is_relative_to(paths.campaign)
+    with demo_leaderboard(paths) as url:
+        assert url is not None and url.startswith("http://127.0.0.1:")
+        assert os.environ[URL_ENV] == url
+        target = build_target(config)  # what Campaign does: URL and token from the environment
+        campaign = target.campaign()  # type: ignore[attr-defined]
+        assert campaign["campaign"] == "campaign" and campaign["budget"]["max_total"] == 40
+    assert URL_ENV not in os.environ and TOKEN_ENV not in os.environ
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz", timeout=2)
+
+    with pytest.raises(RuntimeError, match="boom"), demo_leaderboard(paths) as second:
+        assert second is not None and httpx.get(f"{second}/healthz", timeout=5).status_code == 200
+        raise RuntimeError("boom")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{second}/healthz", timeout=2)
