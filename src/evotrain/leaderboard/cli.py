@@ -21,7 +21,7 @@ leaderboard_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 DbOption = Annotated[Path, typer.Option(help="the board's SQLite file (submissions, tokens, budgets)")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import secrets
 import sqlite3
@@ -353,9 +354,9 @@ def _budget_message(usage: BudgetUsage, now: float) -> str:
             f"submission budget spent for good: {usage.used_total} used of max_total={usage.max_total}, "
             f"max_per_period={usage.max_per_period}; ask the board's operator for more"
         )
-    wait = max(0.0, usage.next_allowed_at - now)
+    wait = math.ceil(max(0.0, usage.next_allowed_at - now))
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(usage.next_allowed_at))
     return (
         f"submission budget spent for this period: {usage.used_in_period} of {usage.max_per_period} in the last "
-        f"{usage.period_s:.0f} s; the next submission is allowed at {when} (in {wait:.0f} s)"
+        f"{usage.period_s:.0f} s; the next submission is allowed at {when} (in {wait} s)"
     )
