@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +31,9 @@ from evotrain.puzzles.build import build_substrate
 from evotrain.puzzles.generators import FAMILIES
 
 EQ_UP = ["data.mix.equations=4.0"]
+# The proxy-trap intervention: more, and longer, training on equations of the dev-like kind.
+TRAP_NAME = "proxy trap: equations x4, 250 steps"
+TRAP = [*EQ_UP, "train.steps=250", "train.checkpoint_every=125"]
 KNOBS: dict[str, list[str]] = {
     "lr 0.001 (optimization)": ["train.lr=0.001"],
     "lr 0.01 (optimization)": ["train.lr=0.01"],
@@ -58,12 +62,25 @@ def run_all(
     jobs: list[tuple[str, int, list[str]]],
     parallel: int,
     tmp: Path,
+    log: Path,
 ) -> list[tuple[str, dict[str, Any]]]:
+    """Run the jobs; finished ones are appended to ``log`` (JSONL) and not run again on a rerun."""
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["name"], row["seed"])] = row["result"]
+    lock = threading.Lock()
+
     def one(job: tuple[str, int, list[str]]) -> tuple[str, dict[str, Any]]:
         name, seed, overrides = job
-        work = tmp / f"{abs(hash((name, seed))) % 10**8}-{seed}"
+        if (name, seed) in done:
+            return name, done[(name, seed)]
+        work = tmp / f"{jobs.index(job):03d}-{seed}"
         start = time.time()
         r = trial(substrate, work, seed, overrides, answers)
+        with lock, log.open("a") as fh:
+            fh.write(json.dumps({"name": name, "seed": seed, "result": r}) + "\n")
         print(
             f"[{time.strftime('%H:%M:%S')}] {name} seed {seed}: dev {r['dev']['overall']:.3f} "
             f"ext {r['external']['score']:.3f} ctl {r['control']['score']:.3f} ({time.time() - start:.0f}s)",
@@ -108,7 +125,7 @@ def table_knobs(base: list[dict[str, Any]], knobs: dict[str, list[dict[str, Any]
 
 
 def table_trap(base: list[dict[str, Any]], trap: list[dict[str, Any]]) -> str:
-    rows = ["| equations accuracy | base recipe | equations x4 | Δ | noise band (±) |", "|---|---|---|---|---|"]
+    rows = ["| equations accuracy | base recipe | intervention | Δ | noise band (±) |", "|---|---|---|---|---|"]
     for split, label in (("dev", "dev"), ("external", "external (shifted)"), ("control", "control (unshifted)")):
         b = [_scores(r, split)["equations"] for r in base]
         t = [_scores(r, split)["equations"] for r in trap]
@@ -124,40 +141,43 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--knob-seeds", type=int, default=2)
-    parser.add_argument("--trap-seeds", type=int, default=3)
+    parser.add_argument("--trap-seeds", type=int, default=3)  # seeds 100, 101, ...
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--knobs", default=",".join(KNOBS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     tmp = Path(tempfile.mkdtemp(prefix="puzzles-bench-"))
+    # The splits and the base checkpoint are deterministic: a rebuild gives the same substrate (fingerprint).
     built = build_substrate(tmp / "substrate", answers_path=tmp / "answers.jsonl", progress=print)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / f"puzzles_runs-{built.fingerprint[:12]}.jsonl"
 
     jobs = [("base", s, []) for s in range(args.seeds)]
-    jobs += [("equations x4 (data mix)", 100 + s, EQ_UP) for s in range(args.trap_seeds)]
-    chosen = [k for k in args.knobs.split(",") if k and k != "equations x4 (data mix)"]
+    jobs += [(TRAP_NAME, 100 + s, TRAP) for s in range(args.trap_seeds)]
+    chosen = [k for k in args.knobs.split(",") if k]
     jobs += [(k, 100 + s, KNOBS[k]) for k in chosen for s in range(args.knob_seeds)]
     load_before = os.getloadavg()
-    done = run_all(built.path, built.answers_path, jobs, args.parallel, tmp)
+    done = run_all(built.path, built.answers_path, jobs, args.parallel, tmp, log)
     base = [r for n, r in done if n == "base"]
-    knobs = {k: [r for n, r in done if n == k] for k in ["equations x4 (data mix)", *chosen]}
+    knobs = {k: [r for n, r in done if n == k] for k in chosen}
+    trap = [r for n, r in done if n == TRAP_NAME]
 
     walls = [r["trial_s"] for r in base]
     text = "\n\n".join(
         [
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores, {args.parallel} trials at a time "
-            f"with 1 thread each; load average before the run {load_before[0]:.1f} (other jobs shared the machine). "
+            f"with 1 thread each; 1-min load average {load_before[0]:.1f} before and {os.getloadavg()[0]:.1f} after "
+            "the runs (other jobs may share the machine). "
             f"Substrate fingerprint {built.fingerprint[:12]}.",
             f"**Base recipe, {len(base)} seeds (mean ± sd, final checkpoint):**\n\n" + table_base(base),
             f"**Trial wall time** (prepare + train + evaluate every checkpoint on dev), base recipe: median "
             f"{statistics.median(walls):.0f} s (min {min(walls):.0f}, max {max(walls):.0f}); train step alone: median "
             f"{statistics.median(r['train_s'] for r in base):.0f} s.",
             "**Knob effects on overall accuracy** (bold: outside the noise band):\n\n" + table_knobs(base, knobs),
-            "**Proxy trap: upsampling equations (weight 4, others 1):**\n\n"
-            + table_trap(base, knobs["equations x4 (data mix)"]),
+            "**Proxy trap: equations weight 4 (others 1) and 250 steps instead of 150:**\n\n" + table_trap(base, trap),
         ]
     )
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "puzzles_baseline.md").write_text(text + "\n")
     (args.out / "puzzles_baseline.json").write_text(
         json.dumps({"fingerprint": built.fingerprint, "runs": [{"name": n, **r} for n, r in done]}, indent=1) + "\n"

@@ -39,7 +39,10 @@ def make_sandbox(substrate: Path, sandbox: Path, overrides: list[str]) -> None:
         table: Any = recipe
         for p in parents:
             table = table[p]
-        table[last] = json.loads(value) if value[:1] in "[{0123456789-tf" else value
+        try:
+            table[last] = json.loads(value)  # numbers, true/false, lists, tables
+        except json.JSONDecodeError:
+            table[last] = value  # a bare string such as full or trace
     (sandbox / "recipe.toml").write_text(tomlkit.dumps(recipe))
 
 
