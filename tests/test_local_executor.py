@@ -204,3 +204,15 @@ def test_recover_reattaches_its_own_job(tmp_path: Path) -> None:
     ref = executor.submit(request(tmp_path, "sleep 0.1"))
     assert executor.recover(ref) == ref
     assert wait(executor, ref).ok
+
+
+def test_a_step_does_not_inherit_the_orchestrators_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOTRAIN_LEADERBOARD_TOKEN", "s3cret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
+    monkeypatch.setenv("EVOTRAIN_PLAIN", "visible")
+    executor = LocalExecutor(cpus=1, gpus=[])
+    ref = executor.submit(request(tmp_path, "env"))
+    assert wait(executor, ref).status == "succeeded"
+    env = (tmp_path / "logs/job.out").read_text()
+    assert "EVOTRAIN_PLAIN=visible" in env
+    assert "s3cret" not in env and "sk-x" not in env

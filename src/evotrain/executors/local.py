@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from evotrain.environment import scrub_env
 from evotrain.errors import ConfigError
 from evotrain.executors.protocol import JobRef, StepOutcome, StepRequest, StepStatus
 
@@ -220,7 +221,7 @@ class LocalExecutor:
         return JobRef(executor=self.name, key=request.key, job_id=job_id, data=data)
 
     def _start(self, request: StepRequest, gpus: list[int]) -> _Job:
-        env = {**os.environ, **request.env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
+        env = {**scrub_env(os.environ), **request.env, "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
         for path in (request.stdout, request.stderr):
             path.parent.mkdir(parents=True, exist_ok=True)
         header = f"=== evotrain {request.key} attempt {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {request.command}\n"

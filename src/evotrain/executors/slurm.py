@@ -36,6 +36,7 @@ from typing import Annotated, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evotrain.environment import scrub_env
 from evotrain.errors import ConfigError, EvotrainError
 from evotrain.executors.protocol import JobRef, StepOutcome, StepRequest, StepStatus
 from evotrain.executors.slurm_job import JobRecord, record_path
@@ -349,7 +350,7 @@ class SlurmExecutor:
         job_id = self._live_job_running(script, name)
         if job_id is None:
             atomic_write_text(script, self._script(request, stem), mode=0o755)
-            env = {**os.environ, **request.env}
+            env = {**scrub_env(os.environ), **request.env}  # the job must not see the orchestrator's secrets
             job_id = self._sbatch([*self._sbatch_args(request, time_min), str(script)], env, request)
         ref = JobRef(
             executor=self.name,

@@ -12,28 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from evotrain.environment import scrub_env
 from evotrain.executors.local import group_members
 from evotrain.workers.context import CONTEXT_ENV, AgentContext
 
-SECRET_NAME = re.compile(r"TOKEN|SECRET|KEY|PASSWORD|CREDENTIAL", re.IGNORECASE)
 TERM_GRACE_S = 3.0
-
-
-def scrub_env(env: Mapping[str, str], keep: Iterable[str] = ()) -> dict[str, str]:
-    """A copy of `env` without credential-like variables, except those named in `keep`."""
-    kept = set(keep)
-    return {k: v for k, v in env.items() if k in kept or not SECRET_NAME.search(k)}
 
 
 def agent_env(context: AgentContext, context_file: Path, *, keep: Iterable[str] = ()) -> dict[str, str]:
