@@ -235,6 +235,16 @@ def wait_for_states(prefix: str, want: set[str], limit_s: float = 90.0) -> Count
     raise AssertionError(f"jobs never reached {want}: {squeue_states(prefix)}")
 
 
+def wait_for_running_trains(prefix: str, count: int, limit_s: float = 90.0) -> None:
+    """Until `count` train jobs run: they sleep for seconds, so they are still running a moment later."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if sum(name.endswith("/train") and state == "RUNNING" for name, state in squeue_jobs(prefix)) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{count} train jobs never ran at once: {squeue_jobs(prefix)}")
+
+
 ARGS = ["--rounds", "1", "--workers", "3", "--parallel", "3"]
 
 
@@ -279,8 +289,7 @@ def test_sigterm_cancels_the_running_jobs_and_resume_reruns_them(tmp_path: Path)
     prefix = f"evotrain-term-{os.getpid()}-{time.time_ns() % 10**6}"
     use_slurm(run, prefix)
     proc = orchestrator(run, *ARGS)
-    wait_for_states(prefix, {"RUNNING", "PENDING"})
-    time.sleep(1.0)
+    wait_for_running_trains(prefix, 2)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err.decode()
@@ -312,7 +321,7 @@ def test_evotrain_cancel_stops_the_jobs_of_a_dead_orchestrator_and_run_resumes(t
     prefix = f"evotrain-cancel-{os.getpid()}-{time.time_ns() % 10**6}"
     use_slurm(run, prefix)
     proc = orchestrator(run, *ARGS)
-    wait_for_states(prefix, {"RUNNING"})
+    wait_for_running_trains(prefix, 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cancel = subprocess.run([sys.executable, "-m", "evotrain", "cancel", str(run)], capture_output=True, text=True)
