@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,13 +14,10 @@ from evotrain.evidence.schema import SECTIONS, Evidence
 from evotrain.fileio import read_jsonl
 from evotrain.policy.constitution import Constitution, enforce
 from evotrain.policy.schema import Policy
+from evotrain.substrate.snapshot import hash_file
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.trial.manifest import Manifest
 from evotrain.trial.trace import Trace
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def audit_campaign(run_dir: Path) -> list[str]:
@@ -73,7 +69,7 @@ def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, pr
     if not cp.manifest.exists():
         return None
     written = Trace(cp.trace).last("manifest_written")
-    if written is None or written.data.get("sha256") != _sha(cp.manifest):
+    if written is None or written.data.get("sha256") != hash_file(cp.manifest):
         problems.append(f"{cp.manifest}: does not match the hash its trace recorded when the harness wrote it")
     try:
         manifest = Manifest.model_validate_json(cp.manifest.read_text())
@@ -100,7 +96,7 @@ def _audit_evidence(round_paths: RoundPaths, events: list[dict], problems: list[
     if not round_paths.evidence_json.exists():
         problems.append(f"{round_paths.evidence_json}: missing for a closed round")
         return None
-    if not written or written[-1].get("sha256") != _sha(round_paths.evidence_json):
+    if not written or written[-1].get("sha256") != hash_file(round_paths.evidence_json):
         problems.append(f"{round_paths.evidence_json}: does not match the hash recorded when it was written")
     try:
         evidence = Evidence.model_validate_json(round_paths.evidence_json.read_text())

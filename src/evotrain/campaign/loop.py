@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import fcntl
-import hashlib
 import importlib.resources
 import os
 import time
@@ -39,10 +38,10 @@ from evotrain.policy.schema import Policy, StandingRecipe
 from evotrain.sandbox.diff import editable_files_changed, recipe_diff
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
 from evotrain.sandbox.violations import detect_violations
-from evotrain.substrate.snapshot import SubstrateHashes
+from evotrain.substrate.snapshot import SubstrateHashes, hash_file
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.trial.harness import run_predict, run_trial_steps
-from evotrain.trial.manifest import ExternalResult, Failure, Manifest
+from evotrain.trial.manifest import Cost, ExternalResult, Failure, Manifest
 from evotrain.trial.trace import Trace
 from evotrain.workers.mutator import MutatorWorker
 from evotrain.workers.protocol import Worker, WorkerRequest, WorkerResult
@@ -89,10 +88,6 @@ class RoundContext:
     observer: RunObserver
     poll_interval: float
     brief: str = field(default_factory=worker_brief)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @contextlib.contextmanager
@@ -183,7 +178,7 @@ class Campaign:
         )
         atomic_write_json(round_paths.evidence_json, evidence)
         atomic_write_text(round_paths.evidence_md, render_evidence_markdown(evidence))
-        _round_event(round_paths, "evidence_written", sha256=file_sha256(round_paths.evidence_json))
+        _round_event(round_paths, "evidence_written", sha256=hash_file(round_paths.evidence_json))
 
         next_policy = self.meta_agent.propose(
             policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
@@ -431,7 +426,7 @@ def _recipe_for(ctx: RoundContext, plan: CandidatePlan) -> StandingRecipe:
     return StandingRecipe(files=files, source=plan.replicate_of)
 
 
-def _with_worker_cost(cost: Any, result: WorkerResult) -> Any:
+def _with_worker_cost(cost: Cost, result: WorkerResult) -> Cost:
     return cost.model_copy(
         update={
             "llm_input_tokens": result.usage.input_tokens,
@@ -443,7 +438,7 @@ def _with_worker_cost(cost: Any, result: WorkerResult) -> Any:
 
 def write_manifest(cp: CandidatePaths, manifest: Manifest, trace: Trace) -> None:
     atomic_write_json(cp.manifest, manifest)
-    trace.append("manifest_written", sha256=file_sha256(cp.manifest))
+    trace.append("manifest_written", sha256=hash_file(cp.manifest))
 
 
 def _first_ts(trace: Trace) -> float | None:
