@@ -1,7 +1,8 @@
 """A local OpenAI-compatible server on 127.0.0.1 that replays a recorded chat-completions conversation.
 
 A recording is a JSON list of exchanges. Each exchange says what the next request must contain (`expect`) and
-what to answer (`reply`: assistant content and/or tool calls, and the `usage` to report). A request that does not
+what to answer (`reply`: assistant content and/or tool calls, and the `usage` to report; a tool call's
+`arguments_raw` is sent verbatim instead of the JSON of `arguments`). A request that does not
 match is answered with HTTP 400 and remembered in `mismatches`, so a test fails on a conversation that went
 differently from the recording. `"repeat": true` on the last exchange answers it forever (a model that never
 finishes).
@@ -48,7 +49,11 @@ def completion(reply: dict[str, Any], index: int) -> dict[str, Any]:
             {
                 "id": f"call_{index}_{i}",
                 "type": "function",
-                "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+                # `arguments_raw`: the exact string a weak model sent (truncated JSON, a list, …)
+                "function": {
+                    "name": c["name"],
+                    "arguments": c.get("arguments_raw", json.dumps(c.get("arguments", {}))),
+                },
             }
             for i, c in enumerate(calls)
         ]

@@ -118,3 +118,33 @@ def test_budget_stop_at_round_tokens_shared_by_parallel_workers(tmp_path: Path) 
     # the two workers together spent the round's budget (each call is 1010 tokens; one call may overshoot)
     tokens, _ = ledger.spent(1)
     assert 5000 <= tokens < 5000 + 2 * 1010
+
+
+def test_junk_tool_calls_go_back_to_the_model_and_the_budget_stops_it(tmp_path: Path) -> None:
+    """What a small local model sends: truncated JSON, a NUL byte or a 5000-character name in a path, a tool that
+    does not exist, a list for arguments, a tool call written as text. Each is answered with an error the model
+    can read; the worker neither crashes nor loses its usage figures, and stops at its turn budget."""
+    run = make_tiny_campaign(tmp_path)
+    with ReplayServer.from_file(RECORDINGS / "openai_junk_tool_calls.json") as server:
+        worker = _worker(server, budget=AgentBudget(max_turns=6))
+        Campaign(run, worker=worker).run(rounds=1, workers=2)
+    assert server.mismatches == [] and len(server.requests) == 6
+    m = manifests(run)["r0001/c02-optimizer"]
+    assert m.failure is not None and m.failure.failure_class == "worker_error"
+    assert m.failure.message == "stopped for budget: turns 6 ≥ max_turns 6"
+    assert (m.worker_usage.turns, m.worker_usage.input_tokens, m.worker_usage.output_tokens) == (6, 5400, 180)
+    assert m.changes == [] and m.violations == []
+    cp = CampaignPaths(run).round(1).candidate("c02-optimizer")
+    records = list(read_jsonl(cp.root / "agent-transcript.jsonl"))
+    results = [(r["tool"], r["message"]["content"]) for r in records if r["message"]["role"] == "tool"]
+    assert [(tool, text.split(":", 2)[1].strip()) for tool, text in results[:6]] == [
+        ("read_file", "bad arguments for read_file"),
+        ("read_file", "read_file failed"),
+        ("read_file", "read_file failed"),
+        ("write_file", "write_file failed"),
+        ("bash", "unknown tool 'bash'"),
+        ("read_file", "arguments must be a JSON object"),
+    ]
+    texts = [r["message"].get("content") for r in records if r["message"]["role"] == "assistant"]
+    assert '<tool_call>{"name": "list_files"' in texts  # the call written as text is kept, and nudged
+    assert records[-1]["message"]["role"] == "tool" and "lr = 0.03" in records[-1]["message"]["content"]

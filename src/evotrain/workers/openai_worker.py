@@ -102,6 +102,8 @@ class _Session:
             return f"error: {exc}"
         except (json.JSONDecodeError, KeyError) as exc:
             return f"error: bad arguments for {name}: {exc}"
+        except (OSError, ValueError) as exc:  # a path a small model made up: a NUL byte, a name too long, …
+            return f"error: {name} failed: {type(exc).__name__}: {exc}"
 
 
 class OpenAIWorker:
@@ -130,6 +132,9 @@ class OpenAIWorker:
             stopped = self._loop(session)
         except openai.OpenAIError as exc:
             error = f"the endpoint failed: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a reply the loop could not use: the tokens were spent, so report them too
+            error = f"the worker failed: {type(exc).__name__}: {exc}"
+            append_jsonl(session.transcript, {"ts": time.time(), "error": error})
         usage = session.meter.finish()
         usage.stopped_for_budget = stopped
         usage.transcript = TRANSCRIPT
