@@ -2,18 +2,24 @@
 --output-format stream-json; codex exec --json) and acts in its cwd as the scenario in STANDIN_MODE says.
 
 Installed by the tests as `claude` and `codex` (a copy named after the CLI) first on PATH. It writes its argv,
-cwd and environment names to STANDIN_RECORD so a test can check how the worker called it.
-modes: edit (raise train.lr, run `evotrain trial train` + `evaluate`, finish), frozen (rewrite eval/evaluate.py),
-forever (start a grandchild `sleep`, then emit turns with usage until killed), silent (sleep without output).
+cwd and environment names to `standin-call.json` in its candidate folder (beside agent.json: writable under
+bubblewrap too, where the host's /tmp is hidden) so a test can check how the worker called it.
+modes: edit (lower train.lr, run `evotrain trial train` + `evaluate`, finish), frozen (replace eval/evaluate.py by
+a new file), escape (try to write the frozen file in place, the snapshot and the campaign, and the editable recipe,
+agent-work and /tmp; the final message is a JSON object: attempt → "ok" or the errno name), forever (start a
+grandchild `sleep`, write its pid to `standin-child.pid`, then emit turns with usage until killed), silent (the same,
+sleeping without output).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CLI = Path(sys.argv[0]).name
@@ -24,11 +30,13 @@ def emit(event: dict) -> None:
     print(json.dumps(event), flush=True)
 
 
+def candidate_dir() -> Path:
+    return Path(os.environ["EVOTRAIN_AGENT_CONTEXT"]).parent
+
+
 def record() -> None:
-    path = os.environ.get("STANDIN_RECORD")
-    if path:
-        data = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": sorted(os.environ)}
-        Path(path).write_text(json.dumps(data))
+    data = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": sorted(os.environ)}
+    (candidate_dir() / "standin-call.json").write_text(json.dumps(data))
 
 
 def claude_turn(i: int, text: str = "", tool: str | None = None, tokens: int = 500) -> None:
@@ -66,9 +74,44 @@ def act_frozen() -> str:
     return "Made evaluation more lenient."
 
 
+def attempt(action: Callable[[], object]) -> str:
+    try:
+        action()
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc))
+    return "ok"
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a") as f:  # in place: the same inode, as an editor that truncates and rewrites does
+        f.write(text)
+
+
+def act_escape() -> str:
+    context = json.loads(Path(os.environ["EVOTRAIN_AGENT_CONTEXT"]).read_text())
+    substrate, root = Path(context["substrate"]), Path(context["campaign_root"])
+    recipe = Path("recipe.toml")
+    tmp_file = Path(f"/tmp/evotrain-standin-escape-{os.getpid()}")
+    outcome = {
+        "frozen_in_place": attempt(lambda: append(Path("eval/evaluate.py"), "\n# lenient\n")),
+        "frozen_replace": attempt(lambda: Path("eval/evaluate.py").unlink()),
+        "snapshot_file": attempt(lambda: append(substrate / "eval" / "evaluate.py", "\n# lenient\n")),
+        "snapshot_new_file": attempt(lambda: (substrate / "evil.py").write_text("x = 1\n")),
+        "campaign_file": attempt(lambda: append(root / "campaign.toml", "\n# edited\n")),
+        "editable": attempt(lambda: recipe.write_text(recipe.read_text().replace("lr = 0.03 ", "lr = 0.01 "))),
+        "agent_work": attempt(lambda: (Path(context["agent_work"]) / "notes.txt").write_text("tried\n")),
+        "tmp": attempt(lambda: tmp_file.write_text("scratch\n")),
+    }
+    return json.dumps({"outcome": outcome, "tmp_file": str(tmp_file)})
+
+
+def act(mode: str) -> str:
+    return {"edit": act_edit, "frozen": act_frozen, "escape": act_escape}[mode]()
+
+
 def main_claude() -> None:
     emit({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": "s1", "tools": ["Bash", "Edit"]})
-    if MODE in ("edit", "frozen"):
+    if MODE in ("edit", "frozen", "escape"):
         claude_turn(1, "Reading the recipe.", tool="cat recipe.toml")
         emit(
             {
@@ -76,7 +119,7 @@ def main_claude() -> None:
                 "message": {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
             }
         )
-        text = act_edit() if MODE == "edit" else act_frozen()
+        text = act(MODE)
         claude_turn(2, text)
         claude_turn(2, text)  # the same message streamed again: counted once
         emit(
@@ -99,9 +142,9 @@ def main_claude() -> None:
 def main_codex() -> None:
     emit({"type": "thread.started", "thread_id": "th_1"})
     emit({"type": "turn.started"})
-    if MODE in ("edit", "frozen"):
+    if MODE in ("edit", "frozen", "escape"):
         codex_item(1, {"type": "command_execution", "command": "cat recipe.toml", "exit_code": 0})
-        text = act_edit() if MODE == "edit" else act_frozen()
+        text = act(MODE)
         codex_item(2, {"type": "file_change", "changes": [{"path": "recipe.toml", "kind": "update"}]})
         codex_item(3, {"type": "agent_message", "text": text})
         emit(
@@ -116,7 +159,7 @@ def main_codex() -> None:
 
 def forever() -> None:
     child = subprocess.Popen(["sleep", "300"])
-    Path(os.environ["STANDIN_CHILD_PID"]).write_text(str(child.pid))
+    (candidate_dir() / "standin-child.pid").write_text(str(child.pid))
     if MODE == "silent":
         time.sleep(300)
     for i in range(10_000):

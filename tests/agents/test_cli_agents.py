@@ -23,7 +23,8 @@ STANDIN = Path(__file__).parent / "standin_agent.py"
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """`claude` and `codex` stand-ins first on PATH; returns the file where they record how they were called."""
+    """`claude` and `codex` stand-ins first on PATH; returns the file where they record how they were called
+    (in the agent's candidate folder: under bubblewrap the host's /tmp is hidden from it)."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for name in ("claude", "codex"):
@@ -31,13 +32,19 @@ def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         exe.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("STANDIN_RECORD", str(tmp_path / "call.json"))
-    monkeypatch.setenv("STANDIN_CHILD_PID", str(tmp_path / "child.pid"))
     monkeypatch.setenv("EVOTRAIN_LEADERBOARD_TOKEN", "lb-secret")
     monkeypatch.setenv("HF_TOKEN", "hf-secret")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
-    return tmp_path / "call.json"
+    return _candidate(tmp_path) / "standin-call.json"
+
+
+def _candidate(tmp_path: Path) -> Path:
+    return CampaignPaths(tmp_path / "run").round(1).candidate("c02-optimizer").root
+
+
+def _child_pid(tmp_path: Path) -> int:
+    return int((_candidate(tmp_path) / "standin-child.pid").read_text())
 
 
 def _run(tmp_path: Path, worker: ClaudeCodeWorker | CodexWorker) -> Manifest:
@@ -109,7 +116,8 @@ def test_a_cli_agent_that_rewrites_a_frozen_file_gets_a_violation_and_no_trial(
     tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STANDIN_MODE", "frozen")
-    m = _run(tmp_path, ClaudeCodeWorker())
+    # without bubblewrap (under it the replacement itself fails: test_bwrap.py): the violation check is the backstop
+    m = _run(tmp_path, ClaudeCodeWorker(CLIAgentConfig(containment="none")))
     assert m.failure is not None and m.failure.failure_class == "violation"
     assert [(v.path, v.kind) for v in m.violations] == [("eval/evaluate.py", "frozen_edit")]
     assert m.checkpoints == [] and m.selected is None
@@ -126,7 +134,7 @@ def test_budget_stop_kills_the_claude_process_tree(
     assert m.failure.message.startswith("stopped for budget: tokens ")
     assert m.worker_usage.stopped_for_budget is not None and "max_tokens 3000" in m.worker_usage.stopped_for_budget
     assert 3000 <= m.worker_usage.input_tokens + m.worker_usage.output_tokens < 3000 + 650
-    child = int((tmp_path / "child.pid").read_text())
+    child = _child_pid(tmp_path)
     assert not _alive(child), "the agent's grandchild process survived the budget stop"
 
 
@@ -134,7 +142,7 @@ def test_turn_budget_stops_codex(tmp_path: Path, standin: Path, monkeypatch: pyt
     monkeypatch.setenv("STANDIN_MODE", "forever")
     m = _run(tmp_path, CodexWorker(budget=AgentBudget(max_turns=5)))
     assert m.failure is not None and m.failure.message == "stopped for budget: turns 5 ≥ max_turns 5"
-    assert not _alive(int((tmp_path / "child.pid").read_text()))
+    assert not _alive(_child_pid(tmp_path))
 
 
 def test_wall_time_stops_a_silent_agent(tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +150,7 @@ def test_wall_time_stops_a_silent_agent(tmp_path: Path, standin: Path, monkeypat
     m = _run(tmp_path, CodexWorker(budget=AgentBudget(max_wall_s=1.5)))
     assert m.failure is not None and m.failure.message == "stopped for budget: wall time reached max_wall_s"
     assert 1.5 <= m.worker_usage.wall_s < 10
-    assert not _alive(int((tmp_path / "child.pid").read_text()))
+    assert not _alive(_child_pid(tmp_path))
 
 
 def test_missing_cli_is_a_config_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

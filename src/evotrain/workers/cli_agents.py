@@ -1,8 +1,9 @@
 """Coding-agent CLI workers: headless Claude Code (`claude -p`) and Codex (`codex exec`), behind the worker protocol.
 
-Each runs with cwd = the sandbox, a scrubbed environment (only its own key variable kept), under bubblewrap when
-`bwrap` is on PATH, and is told to run trials only as `evotrain trial train|evaluate|logs`. Its JSON event stream is
-parsed line by line into turns, tokens and money; when a budget is reached the whole process tree is stopped.
+Each runs with cwd = the sandbox, a scrubbed environment (only its own key variable kept), under bubblewrap where
+`bwrap` is on PATH and can run (`containment = "auto"`; `"bwrap"` requires it, `"none"` never uses it), and is told
+to run trials only as `evotrain trial train|evaluate|logs`. Its JSON event stream is parsed line by line into
+turns, tokens and money; when a budget is reached the whole process tree is stopped.
 
 - Claude Code: `claude -p PROMPT --output-format stream-json --verbose --max-turns N --allowedTools … \
   --append-system-prompt BRIEF`. Events: `system` (init), `assistant` (a model message with `usage`), `user` (tool
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -29,7 +30,7 @@ from evotrain.errors import ConfigError
 from evotrain.fileio import append_jsonl
 from evotrain.workers.agent_prompt import task_prompt
 from evotrain.workers.budget import AgentBudget, BudgetMeter, ModelPrice, RoundLedger
-from evotrain.workers.containment import agent_env, bwrap_prefix, run_streaming
+from evotrain.workers.containment import agent_env, bwrap_prefix, bwrap_problem, run_streaming
 from evotrain.workers.context import AgentContext, context_for, write_context
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
 from evotrain.workers.sandbox_tools import knob_changes, knob_values
@@ -46,6 +47,8 @@ class CLIAgentConfig(BaseModel):
     api_key_env: str | None = None  # default: ANTHROPIC_API_KEY / OPENAI_API_KEY
     price: ModelPrice = ModelPrice()  # used where the CLI reports no money (codex)
     extra_args: list[str] = []
+    # auto: bubblewrap where it can run here, else the violation check alone; bwrap: refuse to run without it
+    containment: Literal["auto", "bwrap", "none"] = "auto"
 
 
 @dataclass
@@ -78,6 +81,12 @@ class _CLIWorker:
                 fix="install it, or pass its path in the worker config (executable = …)",
             )
         self.executable = found
+        self.bwrap_problem = bwrap_problem() if self.config.containment != "none" else "containment = none"
+        if self.config.containment == "bwrap" and self.bwrap_problem is not None:
+            raise ConfigError(
+                f"the {self.name} worker is configured to run under bubblewrap, but {self.bwrap_problem}",
+                fix='install bubblewrap where user namespaces are allowed, or set containment = "auto"',
+            )
 
     def build_argv(self, request: WorkerRequest, context: AgentContext) -> list[str]:
         raise NotImplementedError
@@ -92,7 +101,10 @@ class _CLIWorker:
         transcript.unlink(missing_ok=True)
         key_env = self.config.api_key_env or self.default_key_env
         env = agent_env(context, context_file, keep=[key_env])
-        argv = bwrap_prefix(context) + self.build_argv(request, context)
+        contained = self.bwrap_problem is None
+        append_jsonl(transcript, {"type": "evotrain.containment", "bwrap": contained, "why_not": self.bwrap_problem})
+        prefix = bwrap_prefix(context, request.spec, self.executable) if contained else []
+        argv = prefix + self.build_argv(request, context)
         state = StreamState(meter=BudgetMeter(self.budget, self.ledger, request.round))
         before = knob_values(request.sandbox, request.spec)
 

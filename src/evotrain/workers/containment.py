@@ -2,15 +2,17 @@
 
 - The environment keeps nothing that looks like a credential (`*TOKEN*`, `*SECRET*`, `*KEY*`, `*PASSWORD*`,
   `*CREDENTIAL*`) except the agent's own key variable: no leaderboard token reaches an agent.
-- With `bwrap` on PATH, the whole filesystem is bound read-only, the candidate folder (sandbox and agent-work)
-  read-write, and the campaign's substrate snapshot read-only again on top: an agent cannot write the snapshot
-  even as root. Without bwrap, the harness's violation check (before the trial) is what refuses such edits.
+- With `bwrap` on PATH and able to run (`bwrap_problem()`), the whole filesystem is bound read-only, the candidate
+  folder (sandbox and agent-work) read-write, every non-editable file of the sandbox (hardlinks to the snapshot)
+  and the campaign's substrate snapshot read-only again on top: an agent cannot write the snapshot even as root.
+  Without bwrap, the harness's violation check (before the trial) is what refuses such edits.
 - The agent runs in its own session (process group); a budget stop kills the whole group, grandchildren included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -24,6 +26,8 @@ from pathlib import Path
 
 from evotrain.environment import scrub_env
 from evotrain.executors.local import group_members
+from evotrain.substrate.snapshot import iter_tree
+from evotrain.substrate.spec import SubstrateSpec
 from evotrain.workers.context import CONTEXT_ENV, AgentContext
 
 TERM_GRACE_S = 3.0
@@ -39,22 +43,57 @@ def agent_env(context: AgentContext, context_file: Path, *, keep: Iterable[str] 
     return env
 
 
+def bwrap_problem() -> str | None:
+    """None where bubblewrap can build its sandbox here; else why not (not installed, or the kernel refuses it)."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return "`bwrap` is not on PATH (Debian/Ubuntu: apt-get install bubblewrap)"
+    return _probe_bwrap(exe)
+
+
+@functools.cache
+def _probe_bwrap(exe: str) -> str | None:
+    argv = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "true"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{exe} did not run: {exc}"
+    if proc.returncode != 0:
+        return f"{exe} cannot build a sandbox here (exit {proc.returncode}): {proc.stderr.strip()[-300:]}"
+    return None
+
+
 def bwrap_available() -> bool:
-    return shutil.which("bwrap") is not None
+    return bwrap_problem() is None
 
 
-def bwrap_prefix(context: AgentContext) -> list[str]:
-    """bubblewrap arguments: everything read-only but the candidate folder; the snapshot read-only on top."""
+def bwrap_prefix(context: AgentContext, spec: SubstrateSpec, executable: str) -> list[str]:
+    """bubblewrap arguments: everything read-only but the candidate folder; in it, every file of the sandbox that
+    the agent may not edit read-only again (a frozen file is a hardlink to the snapshot's inode: a writable bind of
+    the sandbox alone would let a root agent write the snapshot through it); the snapshot read-only on top.
+
+    /tmp is a private tmpfs; what the agent needs from under /tmp (this Python install and its `evotrain`, the
+    agent executable, the campaign) is bound back read-only before the candidate folder is bound read-write.
+    """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return []
-    return [
+    visible = [Path(sys.prefix), Path(sys.base_prefix), Path(executable).resolve().parent, context.campaign_root]
+    argv = [
         bwrap,
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
         "--tmpfs", "/tmp",
-        "--bind", str(context.candidate_dir), str(context.candidate_dir),
+    ]  # fmt: skip
+    for path in dict.fromkeys(p.resolve() for p in visible):
+        argv += ["--ro-bind", str(path), str(path)]
+    argv += ["--bind", str(context.candidate_dir), str(context.candidate_dir)]
+    for relpath, path in iter_tree(context.sandbox):
+        if not spec.is_editable(relpath) and not path.is_symlink():
+            argv += ["--ro-bind", str(path), str(path)]
+    return [
+        *argv,
         "--ro-bind", str(context.substrate), str(context.substrate),
         "--die-with-parent",
         "--chdir", str(context.sandbox),
