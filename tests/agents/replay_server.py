@@ -36,6 +36,8 @@ def _check(expect: dict[str, Any], body: dict[str, Any]) -> list[str]:
     tools = sorted(t["function"]["name"] for t in body.get("tools", []))
     if "tools" in expect and tools != sorted(expect["tools"]):
         problems.append(f"tools {tools} != {sorted(expect['tools'])}")
+    if "tool_choice" in expect and body.get("tool_choice") != expect["tool_choice"]:
+        problems.append(f"tool_choice {body.get('tool_choice')!r} != {expect['tool_choice']!r}")
     if "response_format" in expect and body.get("response_format", {}).get("type") != expect["response_format"]:
         problems.append(f"response_format {body.get('response_format')!r}")
     return problems

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Literal
 
 import openai
 from pydantic import BaseModel, ConfigDict
@@ -42,6 +42,9 @@ class OpenAIConfig(BaseModel):
     request_timeout_s: float = 300.0
     trial_timeout_s: float = 3600.0
     temperature: float | None = None
+    # sent explicitly: OpenAI's default with tools is "auto", but llama-cpp-python's server ignores the tools of a
+    # request that names no tool_choice (its chatml-function-calling format then answers plain text)
+    tool_choice: Literal["auto", "required", "none"] | None = "auto"
 
     def resolved(self) -> tuple[str | None, str, str]:
         base_url = self.base_url or os.environ.get("OPENAI_BASE_URL")
@@ -167,6 +170,8 @@ class OpenAIWorker:
         kwargs: dict[str, Any] = {}
         if self.config.temperature is not None:
             kwargs["temperature"] = self.config.temperature
+        if self.config.tool_choice is not None:
+            kwargs["tool_choice"] = self.config.tool_choice
         response = self.client.chat.completions.create(
             model=self.model,
             messages=session.messages,  # type: ignore[arg-type]
