@@ -63,10 +63,10 @@ def test_bad_config_names_the_field(generation: ModuleType, tmp_path: Path) -> N
     path = tmp_path / "config.toml"
     text = (TEMPLATE / "eval" / "config.toml").read_text()
     path.write_text(text.replace("max_lora_rank = 32", "max_lora_rank = 64"))
-    with pytest.raises(generation.EvalConfigError, match="generation.max_lora_rank"):
+    with pytest.raises(generation.EvalConfigError, match=r"generation\.max_lora_rank"):
         generation.load_config(path)
     path.write_text(text.replace('backend = "auto"', 'backend = "tgi"'))
-    with pytest.raises(generation.EvalConfigError, match="generation.backend"):
+    with pytest.raises(generation.EvalConfigError, match=r"generation\.backend"):
         generation.load_config(path)
 
 

@@ -44,7 +44,7 @@ def test_rank_above_32_is_refused(tmp_path: Path, r: int, pattern: dict[str, int
 
 def test_folder_without_adapter_is_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PackagingError, match="no adapter_config.json"):
+    with pytest.raises(PackagingError, match=r"no adapter_config\.json"):
         package_adapter(tmp_path / "empty", tmp_path / "x.zip")
     folder = _adapter(tmp_path / "noweights")
     (folder / "adapter_model.safetensors").unlink()
