@@ -28,6 +28,7 @@ import importlib.util
 import os
 import random
 import shutil
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -135,6 +136,7 @@ def _template_pipeline() -> ModuleType:
     spec = importlib.util.spec_from_file_location("hf_lora_template_pipeline", TEMPLATE / "pipeline/build_data.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves the module's annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
