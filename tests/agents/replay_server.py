@@ -59,6 +59,8 @@ def completion(reply: dict[str, Any], index: int) -> dict[str, Any]:
             }
             for i, c in enumerate(calls)
         ]
+    if "function_call" in reply:  # the deprecated field some servers still fill (llama-cpp-python)
+        message["function_call"] = reply["function_call"]
     usage = reply.get("usage", {"prompt_tokens": 0, "completion_tokens": 0})
     return {
         "id": f"chatcmpl-replay-{index}",

@@ -145,6 +145,10 @@ def test_junk_tool_calls_go_back_to_the_model_and_the_budget_stops_it(tmp_path: 
         ("bash", "unknown tool 'bash'"),
         ("read_file", "arguments must be a JSON object"),
     ]
+    # llama-cpp-python's garbled legacy `function_call` is kept in the transcript, never sent back
+    assert records[2]["ignored"] == {"function_call": {"name": "read_file:", "arguments": "{ }"}}
+    assert [m for m in server.requests[1]["messages"] if "function_call" in m] == []
+    assert server.requests[1]["messages"][2]["tool_calls"][0]["function"]["name"] == "read_file"
     texts = [r["message"].get("content") for r in records if r["message"]["role"] == "assistant"]
     assert '<tool_call>{"name": "list_files"' in texts  # the call written as text is kept, and nudged
     assert records[-1]["message"]["role"] == "tool" and "lr = 0.03" in records[-1]["message"]["content"]

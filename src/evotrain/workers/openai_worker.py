@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import openai
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from evotrain.errors import ConfigError
 from evotrain.fileio import append_jsonl
@@ -45,6 +45,9 @@ class OpenAIConfig(BaseModel):
     # sent explicitly: OpenAI's default with tools is "auto", but llama-cpp-python's server ignores the tools of a
     # request that names no tool_choice (its chatml-function-calling format then answers plain text)
     tool_choice: Literal["auto", "required", "none"] | None = "auto"
+    # sent as `max_tokens`: a cap on one reply, so a small local model that never stops costs one capped reply,
+    # not a request timeout (OpenAI's o-series reject `max_tokens`: leave None there)
+    max_reply_tokens: Annotated[int, Field(ge=1)] | None = None
 
     def resolved(self) -> tuple[str | None, str, str]:
         base_url = self.base_url or os.environ.get("OPENAI_BASE_URL")
@@ -172,6 +175,8 @@ class OpenAIWorker:
             kwargs["temperature"] = self.config.temperature
         if self.config.tool_choice is not None:
             kwargs["tool_choice"] = self.config.tool_choice
+        if self.config.max_reply_tokens is not None:
+            kwargs["max_tokens"] = self.config.max_reply_tokens
         response = self.client.chat.completions.create(
             model=self.model,
             messages=session.messages,  # type: ignore[arg-type]
@@ -188,7 +193,14 @@ class OpenAIWorker:
             output_tokens=tokens_out,
             cost_usd=self.config.price.cost(tokens_in, tokens_out),
         )
-        message = response.choices[0].message.model_dump(exclude_none=True, exclude={"refusal", "annotations"})
-        message.setdefault("content", "")
-        session.record(message, usage={"input_tokens": tokens_in, "output_tokens": tokens_out})
+        received = response.choices[0].message.model_dump(exclude_none=True)
+        # echoed back as the conversation: the content and tool calls only. The rest (the deprecated
+        # `function_call`, which llama-cpp-python fills with a garbled name beside `tool_calls`, refusal, audio, …)
+        # is kept in the transcript, not sent again
+        message = {"role": "assistant", "content": received.pop("content", None) or ""}
+        if received.get("tool_calls"):
+            message["tool_calls"] = received.pop("tool_calls")
+        ignored = {k: v for k, v in received.items() if k != "role" and v not in ([], {}, "")}
+        extra: dict[str, Any] = {"ignored": ignored} if ignored else {}
+        session.record(message, usage={"input_tokens": tokens_in, "output_tokens": tokens_out}, **extra)
         return message
