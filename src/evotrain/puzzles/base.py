@@ -28,14 +28,14 @@ from evotrain.puzzles.generators import FAMILIES, generate
 from evotrain.puzzles.lm import BOS_ID, EOS_ID, PAD_ID, build_tokenizer, make_model, model_input
 from evotrain.puzzles.splits import MIXES
 
-BASE_VERSION = 3
+BASE_VERSION = 4
 
 
 class BaseConfig(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     profile: str = "tiny"
-    steps: int = 3500
+    steps: int = 5000
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 100
@@ -47,9 +47,15 @@ class BaseConfig(BaseModel):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# The families in the order base documents cycle through them. bit_manipulation comes twice: a 0.7M-parameter
+# model needs about twice the exposure of the other families before it starts to induce bit rules from examples
+# (measured: with an equal share it stayed at 0.05 dev accuracy after post-training).
+BASE_FAMILY_CYCLE: tuple[str, ...] = (*FAMILIES, "bit_manipulation")
+
+
 def document(index: int, seed: int) -> str:
     """Base-corpus document ``index``: a puzzle and its answer in plain form ("Answer: ..."), no ``\\boxed``."""
-    family = FAMILIES[index % len(FAMILIES)]
+    family = BASE_FAMILY_CYCLE[index % len(BASE_FAMILY_CYCLE)]
     key = f"{seed}/base/{family}/{index}"
     d = MIXES["base"][family].draw(random.Random(key + "/difficulty"))
     p = generate(family, key, d)

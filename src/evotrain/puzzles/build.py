@@ -45,7 +45,7 @@ class Profile(BaseModel):
 
 PROFILES: dict[str, Profile] = {
     # The CPU default: a 0.7M-parameter Llama; one trial of the default recipe takes about a minute.
-    "tiny": Profile(base=BaseConfig(), sizes={"train": 1500, "dev": 30, "external": 50, "control": 50}),
+    "tiny": Profile(base=BaseConfig(), sizes={"train": 1500, "dev": 50, "external": 50, "control": 50}),
     # For tests of the plumbing only: a model too small to learn much, trained for a few steps.
     "micro": Profile(
         base=BaseConfig(profile="micro", steps=20, batch_size=4),

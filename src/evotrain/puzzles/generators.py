@@ -312,7 +312,10 @@ def cipher(seed: str, d: Difficulty) -> Puzzle:
 
 # --------------------------------------------------------------------------------------------------------------
 # numeral: Roman numerals of 1..max_value (at most 3999).
-#   complexity 1: number -> Roman; 2: Roman -> number; 3: either direction, chosen per puzzle.
+#   complexity 1: number -> Roman; 2: Roman -> number;
+#   complexity 3: number -> "Wonderland numerals": Roman numerals whose seven symbols are written with other
+#   letters (a hidden substitution drawn per puzzle). The examples use every symbol the answer needs, so the
+#   substitution can be read off them: the model must both induce the letters and apply the Roman rules.
 _ROMAN = [
     (1000, "M"),
     (900, "CM"),
@@ -361,11 +364,18 @@ def _roman_parts(n: int) -> list[str]:
     return parts[::-1]
 
 
+_ROMAN_SYMBOLS = "IVXLCDM"
+# Letters a Wonderland numeral may use: none of the Roman symbols, so no digit keeps its Roman look by chance.
+_WONDERLAND_LETTERS = "ABEFGHJKNPQRSTUWYZ"
+
+
 def numeral(seed: str, d: Difficulty) -> Puzzle:
     rng = random.Random(seed)
     top = min(d.max_value, 3999)
+    if d.complexity == 3:
+        return _wonderland_numeral(seed, rng, top, d)
     values = _distinct(rng, d.n_examples + 1, lambda: rng.randint(1, top))
-    to_number = d.complexity == 2 or (d.complexity == 3 and rng.random() < 0.5)
+    to_number = d.complexity == 2
     pairs = [(to_roman(v), str(v)) if to_number else (str(v), to_roman(v)) for v in values]
     q, answer = pairs[-1]
     n = values[-1]
@@ -377,6 +387,35 @@ def numeral(seed: str, d: Difficulty) -> Puzzle:
         answer=answer,
         trace=trace,
         rule="from_roman" if to_number else "to_roman",
+        difficulty=d,
+    )
+
+
+def _wonderland_numeral(seed: str, rng: random.Random, top: int, d: Difficulty) -> Puzzle:
+    letters = rng.sample(_WONDERLAND_LETTERS, len(_ROMAN_SYMBOLS))
+    key = dict(zip(_ROMAN_SYMBOLS, letters, strict=True))
+
+    def write(n: int) -> str:
+        return "".join(key[c] for c in to_roman(n))
+
+    for _ in range(1000):
+        values = _distinct(rng, d.n_examples + 1, lambda: rng.randint(1, top))
+        if set(to_roman(values[-1])) <= set("".join(to_roman(v) for v in values[:-1])):
+            break
+    else:  # pragma: no cover - three or more examples cover a query's symbols within a few tries
+        raise RuntimeError(f"no solvable Wonderland numeral for {seed}")
+    pairs = [(str(v), write(v)) for v in values]
+    q, answer = pairs[-1]
+    n = values[-1]
+    used = dict.fromkeys(to_roman(n))
+    trace = f"{n} = " + " + ".join(_roman_parts(n)) + "; " + " ".join(f"{c}>{key[c]}" for c in used)
+    return Puzzle(
+        id=seed,
+        family="numeral",
+        prompt=render_prompt("numeral", d.template, pairs[:-1], q),
+        answer=answer,
+        trace=trace,
+        rule="wonderland",
         difficulty=d,
     )
 

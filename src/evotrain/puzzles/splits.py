@@ -17,7 +17,7 @@ must discover the decoupling from the external scores, as in the paper's round 3
   External uses the held-out wording 2 and mostly the "reversed digits" rules (complexity 2), which appear
   nowhere in the training pool. Upsampling equations in the data mix therefore raises dev equations (and
   control equations) without raising external equations: the proxy trap.
-* bit_manipulation: external shows 3 examples instead of 4 and has somewhat more complex rules.
+* bit_manipulation: external shows 3 examples instead of 5 and has more complex rules.
 * unit_conversion: external has mostly (60 %, dev 20 %) non-round factors with decimal inputs.
 * gravity: external has fall times up to 9 s instead of 6 s.
 * cipher and numeral: no shift.
@@ -55,9 +55,9 @@ class FamilySpec(BaseModel):
 
 # The dev distribution (also the training pool's, the base corpus's and the control split's).
 DEV_MIX: dict[str, FamilySpec] = {
-    "bit_manipulation": FamilySpec(n_examples=(4, 4), complexity={1: 0.8, 2: 0.2}),
+    "bit_manipulation": FamilySpec(n_examples=(5, 5), complexity={1: 0.9, 2: 0.1}),
     "cipher": FamilySpec(n_examples=(3, 4), complexity={1: 0.6, 2: 0.2, 3: 0.2}),
-    "numeral": FamilySpec(n_examples=(3, 3), complexity={1: 0.5, 2: 0.5}, max_value=3999),
+    "numeral": FamilySpec(n_examples=(3, 3), complexity={1: 0.35, 2: 0.35, 3: 0.3}, max_value=3999),
     "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=20),
     "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=6),
     "equations": FamilySpec(n_examples=(3, 4), complexity={1: 0.8, 3: 0.2}, max_value=30),
@@ -77,7 +77,7 @@ MIXES: dict[str, dict[str, FamilySpec]] = {
     "control": DEV_MIX,
     "base": DEV_MIX,
 }
-SIZES = {"train": 1500, "dev": 30, "external": 50, "control": 50}
+SIZES = {"train": 1500, "dev": 50, "external": 50, "control": 50}
 HIDDEN_SPLITS = ("external", "control")
 
 
