@@ -72,13 +72,16 @@ def bwrap_prefix(context: AgentContext, spec: SubstrateSpec, executable: str) ->
     the agent may not edit read-only again (a frozen file is a hardlink to the snapshot's inode: a writable bind of
     the sandbox alone would let a root agent write the snapshot through it); the snapshot read-only on top.
 
-    /tmp is a private tmpfs; what the agent needs from under /tmp (this Python install and its `evotrain`, the
-    agent executable, the campaign) is bound back read-only before the candidate folder is bound read-write.
+    /tmp is a private tmpfs; what the agent needs from under /tmp (this Python install, the evotrain package (src/ of
+    an editable install), the agent executable, the campaign) is bound back read-only before the candidate folder
+    is bound read-write.
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return []
-    visible = [Path(sys.prefix), Path(sys.base_prefix), Path(executable).resolve().parent, context.campaign_root]
+    package_root = Path(__file__).resolve().parents[2]  # site-packages, or src/ of an editable install
+    visible = [Path(sys.prefix), Path(sys.base_prefix), package_root, Path(executable).resolve().parent]
+    visible.append(context.campaign_root)
     argv = [
         bwrap,
         "--ro-bind", "/", "/",
