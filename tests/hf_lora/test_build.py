@@ -18,6 +18,7 @@ from evotrain.errors import ConfigError
 from evotrain.hf_lora.build import build_substrate
 from evotrain.hf_lora.csvdata import Item, read_items, write_items
 from evotrain.puzzles.generators import FAMILIES
+from evotrain.puzzles.splits import make_split
 from evotrain.substrate.spec import load_spec
 from evotrain.trial.evaluation import load_eval_report
 
@@ -46,6 +47,28 @@ def test_puzzles_substrate_layout(tmp_path: Path, tiny_model: Path) -> None:
     assert "answer" not in (sub / "data/external_inputs.csv").read_text().splitlines()[0]
     train_prompts = {it.prompt for it in read_items(sub / "data/train.csv", answers=True)}
     assert not train_prompts & ({it.prompt for it in dev} | {it.prompt for it in external})
+
+
+def test_cpu_learn_profile_keeps_its_families_and_evaluates_the_base_model(tmp_path: Path, tiny_model: Path) -> None:
+    answers = tmp_path / "answers.jsonl"
+    built = build_substrate(tmp_path / "sub", model=str(tiny_model), answers_path=answers, profile="cpu-learn")
+    families = ["bit_manipulation", "numeral", "equations"]
+    assert built.domains == families  # in FAMILIES order
+    assert built.counts == {"train": 600, "dev": 30, "external": 15, "control": 15}
+    assert load_spec(built.path).metric.domains == families
+    dev = read_items(built.path / "data/dev.csv", answers=True, families=True)
+    assert sorted(it.family for it in dev) == sorted(families * 10)
+    hidden = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert {h["family"] for h in hidden} == set(families)
+    # the same items as a build of every family: the filter drops families, it does not redraw
+    assert [(it.id, it.prompt, it.answer) for it in dev] == [
+        (p.id, p.prompt, p.answer) for p in make_split("dev", 10, 0) if p.family in families
+    ]
+    recipe = tomllib.loads((built.path / "recipe.toml").read_text())
+    assert recipe["train"]["save_initial"] is True and recipe["train"]["steps"] == 30
+    assert set(recipe["data"]["mix"]) == set(families)
+    train_prompts = {it.prompt for it in read_items(built.path / "data/train.csv", answers=True)}
+    assert not train_prompts & {it.prompt for it in dev}
 
 
 def test_csv_data_model_outside_and_no_external(tmp_path: Path, tiny_model: Path) -> None:
@@ -126,3 +149,34 @@ def test_trial_commands_on_a_tiny_model(tmp_path: Path, tiny_model: Path) -> Non
     with zipfile.ZipFile(work / "submission.zip") as zf:
         assert "adapter_config.json" in zf.namelist()
         assert json.loads(zf.read("adapter_config.json"))["r"] <= 32
+
+
+@pytest.mark.slow
+def test_save_initial_writes_the_untrained_adapter_as_step_zero(tmp_path: Path, tiny_model: Path) -> None:
+    """`train.save_initial`: step-00000 is the adapter before any update (LoRA B = 0, i.e. the base model)."""
+    import tomlkit
+    from safetensors.torch import load_file
+
+    built = build_substrate(
+        tmp_path / "sub", model=str(tiny_model), answers_path=tmp_path / "a.jsonl", profile="cpu-learn"
+    )
+    sub, work = built.path, tmp_path / "work"
+    doc = tomlkit.parse((sub / "recipe.toml").read_text())
+    doc["train"]["steps"], doc["train"]["checkpoint_every"], doc["data"]["n_train"] = 2, 2, 8  # type: ignore[index]
+    (sub / "recipe.toml").write_text(tomlkit.dumps(doc))
+    spec = load_spec(sub)
+    values = {"python": sys.executable, "work": str(work), "checkpoints": str(work / "checkpoints"), "seed": "0"}
+    assert spec.commands.prepare is not None
+    for command in (spec.commands.prepare, spec.commands.train):
+        line = command.format(**values, output=str(work / "train_summary.json"))
+        done = subprocess.run(line, shell=True, cwd=sub, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
+    assert sorted(c.name for c in (work / "checkpoints").iterdir()) == ["step-00000", "step-00002"]
+    assert json.loads((work / "train_summary.json").read_text())["checkpoints"] == 2
+
+    def lora_b(step: str) -> list[float]:
+        weights = load_file(work / "checkpoints" / step / "adapter_model.safetensors")
+        return [float(t.abs().max()) for name, t in weights.items() if "lora_B" in name]
+
+    assert lora_b("step-00000") and max(lora_b("step-00000")) == 0.0
+    assert max(lora_b("step-00002")) > 0.0

@@ -66,6 +66,7 @@ class Profile(BaseModel):
 
     description: str
     sizes: dict[str, int]  # puzzles per family and split (train, dev, external, control)
+    families: list[str] = []  # puzzles data: keep only these families in every split (empty: all six)
     recipe: dict[str, Any] = {}
     config: dict[str, Any] = {}
     spec: dict[str, Any] = {}
@@ -98,6 +99,37 @@ PROFILES: dict[str, Profile] = {
             "search.axes.schedule.knobs.steps.high": 6,
             "search.axes.schedule.knobs.batch_size.choices": [1, 2],
             "search.axes.schedule.knobs.checkpoint_every.choices": [2, 3],
+        },
+    ),
+    # The smallest CPU run in which SmolLM2-135M visibly learns (docs/hf-lora.md, "Measured on CPU"): three
+    # families with short answers, 10 dev items each, the untrained adapter (= the base model) evaluated as
+    # step-00000 beside the trained checkpoints, a few dozen steps at a high LoRA learning rate.
+    "cpu-learn": Profile(
+        description="three short-answer families, a few dozen LoRA steps, the base model evaluated as step 0 (CPU)",
+        families=["bit_manipulation", "numeral", "equations"],
+        sizes={"train": 200, "dev": 10, "external": 5, "control": 5},
+        recipe={
+            "train.steps": 30,
+            "train.batch_size": 4,
+            "train.warmup_steps": 2,
+            "train.lr": 2e-3,
+            "train.checkpoint_every": 15,
+            "train.save_initial": True,
+            "train.gradient_checkpointing": False,
+            "train.max_length": 512,
+            "data.n_train": 120,
+        },
+        config={"generation.max_tokens": 24, "generation.max_model_len": 1024, "generation.hf_batch_size": 10},
+        spec={
+            "resources.default.timeout_s": 1800,
+            "resources.train.timeout_s": 1800,
+            "search.axes.optimizer.knobs.lr.low": 3e-4,
+            "search.axes.optimizer.knobs.lr.high": 3e-3,
+            "search.axes.optimizer.knobs.warmup.high": 4,
+            "search.axes.schedule.knobs.steps.low": 20,
+            "search.axes.schedule.knobs.steps.high": 40,
+            "search.axes.schedule.knobs.batch_size.choices": [2, 4],
+            "search.axes.schedule.knobs.checkpoint_every.choices": [10, 15, 20],
         },
     ),
 }
@@ -153,13 +185,17 @@ def _link_or_copy_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def _puzzle_data(seed: int, sizes: dict[str, int]) -> tuple[list[Item], list[Item], list[tuple[str, Item]]]:
-    """Train, dev and the hidden (external + control) items, exactly as the puzzles substrate draws them."""
-    dev = make_split("dev", sizes["dev"], seed)
-    hidden = [(split, p) for split in HIDDEN_SPLITS for p in make_split(split, sizes[split], seed)]
+def _puzzle_data(
+    seed: int, sizes: dict[str, int], families: list[str] | None = None
+) -> tuple[list[Item], list[Item], list[tuple[str, Item]]]:
+    """Train, dev and the hidden (external + control) items, exactly as the puzzles substrate draws them;
+    ``families``: only these (the same items as in a build of every family)."""
+    keep = set(families or FAMILIES)
+    dev = [p for p in make_split("dev", sizes["dev"], seed) if p.family in keep]
+    hidden = [(split, p) for split in HIDDEN_SPLITS for p in make_split(split, sizes[split], seed) if p.family in keep]
     random.Random(f"{seed}/hidden-order").shuffle(hidden)
     held_out = frozenset(p.prompt for p in dev) | frozenset(p.prompt for _, p in hidden)
-    train = make_split("train", sizes["train"], seed, exclude=held_out)
+    train = [p for p in make_split("train", sizes["train"], seed, exclude=held_out) if p.family in keep]
 
     def item(p: Any, item_id: str | None = None) -> Item:
         return Item(id=item_id or p.id, prompt=p.prompt, answer=p.answer, family=p.family)
@@ -221,6 +257,9 @@ def build_substrate(
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}", fix=f"use one of {sorted(PROFILES)}")
     spec = PROFILES[profile]
+    unknown = sorted(set(spec.families) - set(FAMILIES))
+    if unknown:
+        raise ConfigError(f"profile {profile!r} names unknown families {unknown}", fix=f"use some of {FAMILIES}")
     dest = dest.resolve()
     if dest.exists() and any(dest.iterdir()):
         raise ConfigError("the destination exists and is not empty", path=dest, fix="pick a new folder")
@@ -249,7 +288,7 @@ def build_substrate(
     counts: dict[str, int]
     if data == PUZZLES:
         sizes = spec.sizes
-        train, dev, hidden = _puzzle_data(seed, sizes)
+        train, dev, hidden = _puzzle_data(seed, sizes, spec.families)
         external = [it for _, it in hidden]
         assert answers_path is not None
         answers_path.parent.mkdir(parents=True, exist_ok=True)

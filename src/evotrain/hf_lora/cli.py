@@ -26,7 +26,10 @@ def hf_lora(
     external_inputs: Annotated[
         Path | None, typer.Option(help="CSV data: the inputs to predict for the external target (id,prompt)")
     ] = None,
-    profile: Annotated[str, typer.Option(help="gpu (full sizes) or cpu-smoke (a few items and steps)")] = "gpu",
+    profile: Annotated[
+        str,
+        typer.Option(help="gpu (full sizes), cpu-smoke (a few items and steps) or cpu-learn (3 families, 30 steps)"),
+    ] = "gpu",
     seed: Annotated[int, typer.Option(help="seed of the splits")] = 0,
     dev_per_family: Annotated[int, typer.Option(help="CSV data: rows per family held out for dev")] = 30,
     model_outside: Annotated[

@@ -48,6 +48,7 @@ class TrainRecipe(BaseModel):
     completion_only_loss: bool = True
     gradient_checkpointing: bool = True
     checkpoint_every: int = Field(ge=1)
+    save_initial: bool = False  # also save the untrained adapter as step-00000: the base model gets evaluated
 
 
 class LoraRecipe(BaseModel):
@@ -173,6 +174,11 @@ def main() -> None:
     saved: list[Path] = []
 
     class SaveAdapter(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cfg.save_initial:  # LoRA's B matrices start at zero: this adapter is the base model
+                saved.append(save_adapter(kwargs["model"], cli.checkpoints, 0))
+                print(f"step 0: saved {saved[-1]}", flush=True)
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             step = state.global_step
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
