@@ -31,9 +31,24 @@ from evotrain.puzzles.build import build_substrate
 from evotrain.puzzles.generators import FAMILIES
 
 EQ_UP = ["data.mix.equations=4.0"]
-# The proxy-trap intervention: more, and longer, training on equations of the dev-like kind.
-TRAP_NAME = "proxy trap: equations x4, 250 steps"
-TRAP = [*EQ_UP, "train.steps=250", "train.checkpoint_every=125"]
+# The proxy-trap intervention: more, and longer, training on equations of the dev-like kind, with more training
+# examples drawn (n_train), so the extra equations are distinct pool items, not repeats.
+TRAPS: dict[str, list[str]] = {
+    "proxy trap: equations x6, 4000 examples, 250 steps": [
+        "data.mix.equations=6.0",
+        "data.n_train=4000",
+        "train.steps=250",
+        "train.checkpoint_every=125",
+    ],
+    # The same, also training on the prompts: each equations prompt holds 3-4 more solved examples of its rule.
+    "proxy trap: equations x6, 4000 examples, 250 steps, loss on prompts": [
+        "data.mix.equations=6.0",
+        "data.n_train=4000",
+        "train.steps=250",
+        "train.checkpoint_every=125",
+        "train.loss_on_prompt=true",
+    ],
+}
 KNOBS: dict[str, list[str]] = {
     "lr 0.001 (optimization)": ["train.lr=0.001"],
     "lr 0.01 (optimization)": ["train.lr=0.01"],
@@ -154,14 +169,14 @@ def main() -> None:
     log = args.out / f"puzzles_runs-{built.fingerprint[:12]}.jsonl"
 
     jobs = [("base", s, []) for s in range(args.seeds)]
-    jobs += [(TRAP_NAME, 100 + s, TRAP) for s in range(args.trap_seeds)]
+    jobs += [(name, 100 + s, overrides) for name, overrides in TRAPS.items() for s in range(args.trap_seeds)]
     chosen = [k for k in args.knobs.split(",") if k]
     jobs += [(k, 100 + s, KNOBS[k]) for k in chosen for s in range(args.knob_seeds)]
     load_before = os.getloadavg()
     done = run_all(built.path, built.answers_path, jobs, args.parallel, tmp, log)
     base = [r for n, r in done if n == "base"]
     knobs = {k: [r for n, r in done if n == k] for k in chosen}
-    trap = [r for n, r in done if n == TRAP_NAME]
+    traps = {name: [r for n, r in done if n == name] for name in TRAPS}
 
     walls = [r["trial_s"] for r in base]
     text = "\n\n".join(
@@ -175,7 +190,10 @@ def main() -> None:
             f"{statistics.median(walls):.0f} s (min {min(walls):.0f}, max {max(walls):.0f}); train step alone: median "
             f"{statistics.median(r['train_s'] for r in base):.0f} s.",
             "**Knob effects on overall accuracy** (bold: outside the noise band):\n\n" + table_knobs(base, knobs),
-            "**Proxy trap: equations weight 4 (others 1) and 250 steps instead of 150:**\n\n" + table_trap(base, trap),
+            *(
+                f"**{name}** (`{' '.join(TRAPS[name])}`), equations accuracy:\n\n" + table_trap(base, runs)
+                for name, runs in traps.items()
+            ),
         ]
     )
     (args.out / "puzzles_baseline.md").write_text(text + "\n")

@@ -41,6 +41,8 @@ def test_control_is_unshifted_and_external_is_shifted() -> None:
 
     assert eq_stats(dev) == ({0, 1}, 0.0)  # the reversed-digit rules never appear in dev (nor in train)
     templates, reversed_share = eq_stats(external)
-    assert templates == {2} and 0.45 < reversed_share < 0.75
+    assert templates == {2} and 0.75 < reversed_share < 0.95
+    external_eq = [p for p in external if p.family == "equations"]
+    assert not any(p.difficulty.complexity == 1 for p in external_eq)  # no rule the training pool teaches as numbers
     bits = [p for p in external if p.family == "bit_manipulation"]
     assert {p.difficulty.n_examples for p in bits} == {3}
