@@ -44,7 +44,7 @@ from evotrain.hf_lora.csvdata import Item, read_items, write_items
 from evotrain.hf_lora.model import SMOLLM2, resolve_model
 from evotrain.puzzles.build import AnswerRecord, tree_fingerprint
 from evotrain.puzzles.generators import FAMILIES
-from evotrain.puzzles.splits import HIDDEN_SPLITS, make_split
+from evotrain.puzzles.splits import HIDDEN_SPLITS, SIZES, make_split
 
 TEMPLATE = Path(__file__).resolve().parent / "substrate_template"
 TEMPLATE_FILES = (
@@ -75,7 +75,7 @@ class Profile(BaseModel):
 PROFILES: dict[str, Profile] = {
     "gpu": Profile(
         description="the template's recipe and the puzzles substrate's split sizes (a GPU run)",
-        sizes={"train": 1500, "dev": 30, "external": 50, "control": 50},
+        sizes=dict(SIZES),
     ),
     # A trial of a 135M model in about two minutes on one CPU thread: a few steps on a few items, short answers.
     "cpu-smoke": Profile(
