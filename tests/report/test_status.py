@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,8 +108,18 @@ def test_watch_redraws_until_interrupted(mid_evaluation: tuple[Path, str]) -> No
         text=True,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
-    time.sleep(2.5)
+    # Interrupt only once the first frame is drawn: the CLI's start-up alone can take seconds on a loaded machine.
+    assert proc.stdout is not None
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any(candidate_id in line for line in seen) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # a few more redraws at --interval 0.2
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=20)
+    proc.wait(timeout=20)
+    reader.join(timeout=20)
+    out = "".join(seen)
     assert proc.returncode == 0, out
     assert candidate_id in out and "evaluate step-" in out
