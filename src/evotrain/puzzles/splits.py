@@ -16,8 +16,9 @@ must discover the decoupling from the external scores, as in the paper's round 3
   (complexity 1: add, subtract, concatenate, reverse-concatenate) plus some symbol rules (complexity 3).
   External uses the held-out wording 2 and mostly (85 %) the "reversed digits" rules (complexity 2), which appear
   nowhere in the training pool; the rest are symbol rules. No plain numeric rules: with a quarter of them,
-  upsampling equations raised external equations too (measured 0.04 -> 0.09), and the trap leaked. Upsampling equations in the data mix therefore raises dev equations (and
-  control equations) without raising external equations: the proxy trap.
+  upsampling equations raised external equations too (measured 0.04 -> 0.09), and the trap leaked. Upsampling
+  equations in the data mix therefore raises dev equations (and control equations) without raising external
+  equations: the proxy trap.
 * bit_manipulation: external shows 3 examples instead of 5 and has more complex rules.
 * unit_conversion: external has mostly (60 %, dev 20 %) non-round factors with decimal inputs.
 * gravity: external has fall times up to 9 s instead of 6 s.
