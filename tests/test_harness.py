@@ -135,6 +135,39 @@ def test_bad_eval_output_is_classified(tiny_candidate: Candidate, tiny_spec: Sub
     assert "lacks ['beta', 'gamma']" in outcome.failure.message and "step-000050.json" in outcome.failure.message
 
 
+# evaluate_all for the tiny substrate: its per-checkpoint evaluate, looped in one shell (a real stack would load
+# its inference engine once and evaluate every checkpoint with it).
+EVALUATE_ALL = (
+    'for c in {checkpoints}/*/; do n=$(basename "$c"); '
+    '{python} eval/evaluate.py --checkpoint "$c" --split dev --out {output}/"$n".json || exit 1; done'
+)
+
+
+def test_evaluate_all_is_one_step_with_the_same_reports(
+    tmp_path: Path, tiny_substrate: Path, tiny_spec: SubstrateSpec
+) -> None:
+    outcomes = []
+    for name, spec in (("each", tiny_spec), ("all", with_commands(tiny_spec, evaluate_all=EVALUATE_ALL))):
+        candidate = CandidatePaths(tmp_path / "campaign" / name, 1, name)
+        shutil.copytree(tiny_substrate, candidate.sandbox)
+        outcomes.append(run((tmp_path / "campaign", candidate), spec, seed=3))
+    each, together = outcomes
+    assert together.failure is None
+    assert [s.step for s in together.cost.steps] == ["prepare", "train", "evaluate_all"]
+    assert [(c.checkpoint, c.domains) for c in together.checkpoints] == [
+        (c.checkpoint, c.domains) for c in each.checkpoints
+    ]
+    assert together.selected == each.selected
+
+
+def test_evaluate_all_missing_a_report_is_classified(tiny_candidate: Candidate, tiny_spec: SubstrateSpec) -> None:
+    only_first = EVALUATE_ALL.replace("|| exit 1; done", "|| exit 1; break; done")
+    outcome = run(tiny_candidate, with_commands(tiny_spec, evaluate_all=only_first))
+    assert outcome.failure is not None and outcome.failure.failure_class == "missing_output"
+    assert outcome.failure.step == "evaluate_all" and "step-000100.json" in outcome.failure.message
+    assert "step-000050.json" not in outcome.failure.message
+
+
 def test_no_checkpoints_is_classified(tiny_candidate: Candidate, tiny_spec: SubstrateSpec) -> None:
     outcome = run(tiny_candidate, with_commands(tiny_spec, train="true"))
     assert outcome.failure is not None and outcome.failure.failure_class == "no_checkpoints"

@@ -130,6 +130,10 @@ def test_a_trial_runs_end_to_end(tmp_path: Path) -> None:
         report = json.loads((work / f"{method}-eval.json").read_text())
         assert report["metric"] == "accuracy" and set(report["domains"]) == set(FAMILIES)
         assert len(report["items"]) == built.counts["dev"]
+        # evaluate_all: every checkpoint in one process, the same report as one evaluate call per checkpoint
+        run("eval/evaluate.py", "--checkpoints", str(ckpts), "--split", "dev", "--out", str(work / f"{method}-all"))
+        assert sorted(p.name for p in (work / f"{method}-all").iterdir()) == ["step-00003.json", "step-00006.json"]
+        assert json.loads((work / f"{method}-all" / "step-00006.json").read_text()) == report
         run("eval/predict.py", "--checkpoint", str(ckpts / "step-00006"), "--out", str(work / f"{method}-pred.json"))
         predictions = json.loads((work / f"{method}-pred.json").read_text())["predictions"]
         answers = load_answers(built.answers_path, "all")

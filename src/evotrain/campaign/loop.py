@@ -166,7 +166,7 @@ class Campaign:
         plans = self._plan(ctx, workers)
         self.observer.round_started(round_paths.number, plans)
         manifests = self._run_candidates(ctx, plans, parallel)
-        manifests = self._submit_external(ctx, manifests)
+        manifests = self._submit_external(ctx, manifests, parallel)
         history = load_manifests(self.paths, up_to_round=round_paths.number)
         evidence = collect_evidence(
             round_no=round_paths.number,
@@ -220,13 +220,15 @@ class Campaign:
                 raise
 
     # ---- external target ----------------------------------------------------------------------------------
-    def _submit_external(self, ctx: RoundContext, manifests: list[Manifest]) -> list[Manifest]:
+    def _submit_external(self, ctx: RoundContext, manifests: list[Manifest], parallel: int) -> list[Manifest]:
+        """Predict and submit the chosen candidates, `parallel` at a time (predict is a step like train)."""
         if self.external is None or ctx.spec.commands.predict is None:
             return manifests
+        target = self.external
         chosen = choose_submissions(ctx, manifests)
         budget = self.config.external.budget if self.config.external else None
         used = count_submissions(self.paths)
-        out = []
+        to_submit: dict[str, tuple[CandidatePaths, Manifest]] = {}
         for manifest in manifests:
             if manifest.candidate_id in chosen and manifest.external is None:
                 cp = ctx.round.candidate(manifest.candidate_id.split("/", 1)[1])
@@ -234,10 +236,14 @@ class Campaign:
                 if recorded is None and budget is not None and used >= budget:
                     _round_event(ctx.round, "external_skipped", candidate=manifest.candidate_id, reason="budget spent")
                 else:
-                    manifest = submit_candidate(ctx, self.external, cp, manifest)
+                    to_submit[manifest.candidate_id] = (cp, manifest)
                     used += recorded is None
-            out.append(manifest)
-        return out
+        if not to_submit:
+            return manifests
+        with concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="submit") as pool:
+            futures = {cid: pool.submit(submit_candidate, ctx, target, cp, m) for cid, (cp, m) in to_submit.items()}
+            submitted = {cid: f.result() for cid, f in futures.items()}
+        return [submitted.get(m.candidate_id, m) for m in manifests]
 
 
 def choose_submissions(ctx: RoundContext, manifests: list[Manifest]) -> set[str]:

@@ -92,6 +92,7 @@ frozen = ["eval/**", "data/**", "model/**", "evotrain.toml"]
 prepare = "{{python}} pipeline/build_data.py --recipe recipe.toml --out {{work}}/train.jsonl --seed {{seed}}"
 train = "{TRAIN_COMMAND}"
 evaluate = "{{python}} eval/evaluate.py --checkpoint {{checkpoint}} --split dev --out {{output}}"
+evaluate_all = "{{python}} eval/evaluate.py --checkpoints {{checkpoints}} --split dev --out {{output}}"
 predict = "{{python}} eval/predict.py --checkpoint {{checkpoint}} --out {{output}}"
 
 [resources.default]

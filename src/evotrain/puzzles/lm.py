@@ -45,6 +45,9 @@ PROFILES: dict[str, dict[str, int]] = {
     "micro": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
 }
 MAX_POSITIONS = 384
+# Plain matmul attention: at this size (4 heads of 32, ~150 tokens) it is ~16 % faster per training step on CPU
+# than the fused scaled-dot-product kernels, and ~10 % faster to decode (benchmarks in docs/puzzles.md).
+ATTENTION = "eager"
 
 
 def template_words() -> list[str]:
@@ -107,10 +110,10 @@ def load_model(checkpoint: Path, base_dir: Path) -> PreTrainedModel:
     if (checkpoint / "adapter_config.json").exists():
         from peft import PeftModel
 
-        base = LlamaForCausalLM.from_pretrained(base_dir)
+        base = LlamaForCausalLM.from_pretrained(base_dir, attn_implementation=ATTENTION)
         model: Any = PeftModel.from_pretrained(base, checkpoint).merge_and_unload()
     else:
-        model = LlamaForCausalLM.from_pretrained(checkpoint)
+        model = LlamaForCausalLM.from_pretrained(checkpoint, attn_implementation=ATTENTION)
     model.eval()
     return model
 

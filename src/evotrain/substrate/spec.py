@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evotrain.errors import ConfigError
 
 SPEC_FILENAME = "evotrain.toml"
-STEP_NAMES = ("prepare", "train", "evaluate", "predict")
-Step = Literal["prepare", "train", "evaluate", "predict"]
+STEP_NAMES = ("prepare", "train", "evaluate", "evaluate_all", "predict")
+Step = Literal["prepare", "train", "evaluate", "evaluate_all", "predict"]
 PLACEHOLDERS = frozenset({"python", "sandbox", "work", "checkpoints", "checkpoint", "seed", "output"})
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]+)\}")
 
@@ -27,9 +27,12 @@ class Commands(_Strict):
     prepare: str | None = None
     train: str
     evaluate: str
+    # Optional: every checkpoint in one process ({output} is a folder, one report <name>.json per checkpoint),
+    # for stacks whose start-up (imports, loading an inference engine) costs more than evaluating one checkpoint.
+    evaluate_all: str | None = None
     predict: str | None = None
 
-    @field_validator("prepare", "train", "evaluate", "predict")
+    @field_validator("prepare", "train", "evaluate", "evaluate_all", "predict")
     @classmethod
     def _known_placeholders(cls, value: str | None) -> str | None:
         if value is None:
@@ -68,6 +71,7 @@ class ResourceTable(_Strict):
     prepare: ResourceOverride = ResourceOverride()
     train: ResourceOverride = ResourceOverride()
     evaluate: ResourceOverride = ResourceOverride()
+    evaluate_all: ResourceOverride = ResourceOverride()
     predict: ResourceOverride = ResourceOverride()
 
     def for_step(self, step: Step) -> Resources:

@@ -165,19 +165,42 @@ def run_trial_steps(
                 message=f"train wrote no checkpoint folder under {candidate.checkpoints}",
             )
         )
-    for name in names:
-        report_path = candidate.eval_dir / f"{name}.json"
-        failure = steps.run("evaluate", report_path, checkpoint=name, required=True)
+    if spec.commands.evaluate_all is not None:
+        failure = evaluate_all(steps, candidate, names)
         if failure:
             return failed(failure)
+    for name in names:
+        report_path = candidate.eval_dir / f"{name}.json"
+        if spec.commands.evaluate_all is None:
+            failure = steps.run("evaluate", report_path, checkpoint=name, required=True)
+            if failure:
+                return failed(failure)
         try:
             report = load_eval_report(report_path, spec.metric)
         except BadOutputError as err:
-            return failed(Failure(failure_class="bad_output", step=f"evaluate/{name}", message=err.render()))
+            step = "evaluate_all" if spec.commands.evaluate_all is not None else f"evaluate/{name}"
+            return failed(Failure(failure_class="bad_output", step=step, message=err.render()))
         relpath = _campaign_relative(report_path, campaign_root)
         result.checkpoints.append(checkpoint_eval(name, report, relpath, policy.objective, spec.metric))
     result.selected = select_checkpoint(result.checkpoints, policy.objective, spec.metric)
     return result
+
+
+def evaluate_all(steps: _Steps, candidate: CandidatePaths, names: list[str]) -> Failure | None:
+    """Run `evaluate_all` once for every checkpoint; each must get its report `<name>.json` in the eval folder."""
+    failure = steps.run("evaluate_all", candidate.eval_dir)
+    if failure:
+        return failure
+    missing = [name for name in names if not (candidate.eval_dir / f"{name}.json").is_file()]
+    if missing:
+        expected = ", ".join(str(candidate.eval_dir / f"{name}.json") for name in missing)
+        return Failure(
+            failure_class="missing_output",
+            step="evaluate_all",
+            message=f"exited 0 without writing the evaluation report of every checkpoint: no {expected}",
+            exit_code=0,
+        )
+    return None
 
 
 def _campaign_relative(path: Path, campaign_root: Path) -> str:

@@ -20,9 +20,12 @@ import torch
 from tokenizers import Tokenizer
 from transformers import LlamaForCausalLM
 
-from evotrain.puzzles.lm import BOS_ID, EOS_ID, PAD_ID, model_input
+from evotrain.puzzles.lm import ATTENTION, BOS_ID, EOS_ID, PAD_ID, model_input
 
 BASE = Path(__file__).resolve().parent / "model" / "base"
+# Each batch is sorted by length and run as this many micro-batches whose gradients add up to the whole batch's
+# (the loss is normalised by the batch's answer-token count): the same update with about 30 % fewer tokens to compute.
+MICRO_BATCHES = 3
 
 
 def encode(tok: Tokenizer, row: dict[str, str], loss_on_prompt: bool) -> tuple[list[int], list[int]]:
@@ -42,6 +45,29 @@ def collate(examples: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tens
     return {"input_ids": ids, "attention_mask": (ids != PAD_ID).long(), "labels": labels}
 
 
+def micro_batches(examples: list[tuple[list[int], list[int]]], parts: int) -> list[dict[str, torch.Tensor]]:
+    ordered = sorted(examples, key=lambda e: len(e[0]))
+    size = math.ceil(len(ordered) / parts)
+    return [collate(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
+
+def target_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens the loss is taken over: the labels after the first position (each predicts the next token)."""
+    return int((batch["labels"][:, 1:] != -100).sum())
+
+
+def train_step(model: Any, examples: list[tuple[list[int], list[int]]]) -> tuple[float, int]:
+    """Forward and backward over one batch in micro-batches; returns the batch's mean loss and its token count."""
+    parts = micro_batches(examples, MICRO_BATCHES)
+    n_targets = sum(target_tokens(b) for b in parts)
+    total = 0.0
+    for batch in parts:
+        loss = model(**batch, num_items_in_batch=n_targets).loss
+        loss.backward()
+        total += loss.item()
+    return total, sum(int(b["attention_mask"].sum()) for b in parts)
+
+
 def lr_at(step: int, cfg: dict[str, Any]) -> float:
     warmup, total = cfg["warmup_steps"], cfg["steps"]
     if step < warmup:
@@ -52,7 +78,7 @@ def lr_at(step: int, cfg: dict[str, Any]) -> float:
 
 
 def build_model(recipe: dict[str, Any]) -> Any:
-    model = LlamaForCausalLM.from_pretrained(BASE)
+    model = LlamaForCausalLM.from_pretrained(BASE, attn_implementation=ATTENTION)
     if recipe["train"]["method"] == "full":
         return model
     from peft import LoraConfig, get_peft_model
@@ -95,16 +121,14 @@ def main() -> None:
     start, losses, tokens = time.time(), [], 0
     for step in range(cfg["steps"]):
         first = step * cfg["batch_size"]
-        batch = collate([examples[(first + i) % len(examples)] for i in range(cfg["batch_size"])])
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss = model(**batch).loss
-        loss.backward()
+        loss, seen = train_step(model, [examples[(first + i) % len(examples)] for i in range(cfg["batch_size"])])
         torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        tokens += int(batch["attention_mask"].sum())
+        losses.append(loss)
+        tokens += seen
         done = step + 1
         if done % cfg["checkpoint_every"] == 0 or done == cfg["steps"]:
             out = args.checkpoints / f"step-{done:05d}"

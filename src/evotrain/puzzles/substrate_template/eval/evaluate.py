@@ -1,4 +1,8 @@
-"""Frozen evaluation: greedy-decode one checkpoint on a split and write the evaluation report.
+"""Frozen evaluation: greedy-decode checkpoints on a split and write one evaluation report per checkpoint.
+
+    evaluate.py --checkpoint DIR --out REPORT.json         one checkpoint (the `evaluate` command)
+    evaluate.py --checkpoints DIR --out FOLDER             every checkpoint in DIR, one FOLDER/<name>.json each,
+                                                           in one process (the `evaluate_all` command)
 
 Scoring is evotrain.puzzles.answers (the challenge's extraction and verification rules), shared with the
 external target. Do not edit: candidates are only comparable if they are scored by the same harness.
@@ -10,6 +14,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -21,19 +26,7 @@ BASE = ROOT / "model" / "base"
 MAX_NEW_TOKENS = 48
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--split", default="dev")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-
-    items = [json.loads(line) for line in (ROOT / "data" / f"{args.split}.jsonl").read_text().splitlines()]
-    model = load_model(args.checkpoint, BASE)
-    outputs = greedy_generate(
-        model, load_tokenizer(BASE), [it["prompt"] for it in items], max_new_tokens=MAX_NEW_TOKENS
-    )
+def report(items: list[dict[str, Any]], outputs: list[str]) -> dict[str, Any]:
     scored = []
     for it, out in zip(items, outputs, strict=True):
         answer = extract_answer(out)
@@ -42,16 +35,41 @@ def main() -> None:
     for family in sorted({it["family"] for it in items}):
         scores = [s["score"] for s in scored if s["domain"] == family]
         domains[family] = {"score": sum(scores) / len(scores), "n": len(scores)}
-    report = {
+    return {
         "metric": "accuracy",
         "domains": domains,
         "items": scored,
         "overall": sum(s["score"] for s in scored) / len(scored),
         "outputs": {it["id"]: out for it, out in zip(items, outputs, strict=True)},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({f: round(d["score"], 3) for f, d in domains.items()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", type=Path, help="one checkpoint folder; --out is the report file")
+    which.add_argument("--checkpoints", type=Path, help="a folder of checkpoints; --out is a folder of reports")
+    parser.add_argument("--split", default="dev")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    if args.checkpoint is not None:
+        jobs = [(args.checkpoint, args.out)]
+    else:
+        found = sorted(p for p in args.checkpoints.iterdir() if p.is_dir() and not p.name.startswith("."))
+        jobs = [(p, args.out / f"{p.name}.json") for p in found]
+    items = [json.loads(line) for line in (ROOT / "data" / f"{args.split}.jsonl").read_text().splitlines()]
+    tok = load_tokenizer(BASE)
+    for checkpoint, out in jobs:
+        model = load_model(checkpoint, BASE)
+        outputs = greedy_generate(model, tok, [it["prompt"] for it in items], max_new_tokens=MAX_NEW_TOKENS)
+        result = report(items, outputs)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1) + "\n")
+        tmp.replace(out)  # a report is there whole or not at all
+        print(checkpoint.name, json.dumps({f: round(d["score"], 3) for f, d in result["domains"].items()}))
 
 
 if __name__ == "__main__":
