@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import scipy.stats
 from puzzles_trial import trial
 
 from evotrain.puzzles.build import build_substrate
@@ -40,14 +41,6 @@ TRAPS: dict[str, list[str]] = {
         "train.steps=250",
         "train.checkpoint_every=125",
     ],
-    # The same, also training on the prompts: each equations prompt holds 3-4 more solved examples of its rule.
-    "proxy trap: equations x6, 4000 examples, 250 steps, loss on prompts": [
-        "data.mix.equations=6.0",
-        "data.n_train=4000",
-        "train.steps=250",
-        "train.checkpoint_every=125",
-        "train.loss_on_prompt=true",
-    ],
 }
 KNOBS: dict[str, list[str]] = {
     "lr 0.001 (optimization)": ["train.lr=0.001"],
@@ -57,6 +50,8 @@ KNOBS: dict[str, list[str]] = {
     "trace answers (format)": ["data.format=trace"],
     "drop/shuffle examples (data)": ["data.shuffle_examples=true", "data.drop_example_prob=0.5"],
     "equations x4 (data mix)": EQ_UP,
+    # The paper's follow-up probe: downweight the domain the proxy flatters; dev falls on it, external should not.
+    "equations x0.25 (data mix)": ["data.mix.equations=0.25"],
     "steps 75 (schedule)": ["train.steps=75", "train.checkpoint_every=25"],
 }
 
@@ -140,14 +135,20 @@ def table_knobs(base: list[dict[str, Any]], knobs: dict[str, list[dict[str, Any]
 
 
 def table_trap(base: list[dict[str, Any]], trap: list[dict[str, Any]]) -> str:
-    rows = ["| equations accuracy | base recipe | intervention | Δ | noise band (±) |", "|---|---|---|---|---|"]
+    rows = [
+        "| equations accuracy | base recipe | intervention | Δ | noise band (±) | 95 % CI of Δ (Welch) | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for split, label in (("dev", "dev"), ("external", "external (shifted)"), ("control", "control (unshifted)")):
         b = [_scores(r, split)["equations"] for r in base]
         t = [_scores(r, split)["equations"] for r in trap]
         band = 2 * _mean_sd(b)[1] * (1 / len(t) + 1 / len(b)) ** 0.5
+        test = scipy.stats.ttest_ind(t, b, equal_var=False)
+        ci = test.confidence_interval(0.95)
         rows.append(
             f"| {label} | {statistics.mean(b):.3f} | {statistics.mean(t):.3f} | "
-            f"{statistics.mean(t) - statistics.mean(b):+.3f} | {band:.3f} |"
+            f"{statistics.mean(t) - statistics.mean(b):+.3f} | {band:.3f} | [{ci.low:+.3f}, {ci.high:+.3f}] | "
+            f"{test.pvalue:.3f} |"
         )
     return "\n".join(rows)
 
@@ -156,7 +157,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--knob-seeds", type=int, default=2)
-    parser.add_argument("--trap-seeds", type=int, default=3)  # seeds 100, 101, ...
+    parser.add_argument("--trap-seeds", type=int, default=5)  # seeds 100, 101, ...
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--knobs", default=",".join(KNOBS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))

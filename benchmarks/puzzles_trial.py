@@ -3,7 +3,7 @@
     python benchmarks/puzzles_trial.py SUBSTRATE WORK [--seed N] [--set train.lr=0.001 ...] [--answers FILE]
 
 Copies the substrate's editable files into WORK/sandbox (the rest is symlinked), applies the --set overrides
-to recipe.toml, runs prepare, train, evaluate (every checkpoint) and, with --answers, predict + score on the
+to recipe.toml, runs prepare, train, evaluate_all (every checkpoint) and, with --answers, predict + score on the
 final checkpoint. Prints one JSON line: wall times, per-checkpoint dev scores, external/control scores.
 """
 
@@ -93,10 +93,10 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
         log,
     )
     checkpoints: dict[str, dict[str, Any]] = {}
+    evaluate_all = [py, "eval/evaluate.py", "--checkpoints", str(work / "checkpoints"), "--split", "dev"]
+    run([*evaluate_all, "--out", str(work / "eval")], sandbox, log)
     for ckpt in sorted((work / "checkpoints").iterdir()):
-        out = work / "eval" / f"{ckpt.name}.json"
-        run([py, "eval/evaluate.py", "--checkpoint", str(ckpt), "--split", "dev", "--out", str(out)], sandbox, log)
-        report = json.loads(out.read_text())
+        report = json.loads((work / "eval" / f"{ckpt.name}.json").read_text())
         checkpoints[ckpt.name] = {
             "overall": report["overall"],
             "domains": {d: v["score"] for d, v in report["domains"].items()},

@@ -28,7 +28,7 @@ def test_puzzles_substrate_layout(tmp_path: Path, tiny_model: Path) -> None:
     built = build_substrate(tmp_path / "sub", model=str(tiny_model), answers_path=answers, profile="cpu-smoke", seed=3)
     sub = built.path
     assert built.domains == list(FAMILIES)
-    assert built.counts == {"train": 24, "dev": 12, "external": 6, "control": 6}
+    assert built.counts == {"train": 24, "dev": 14, "external": 7, "control": 7}  # equations twice
     spec = load_spec(sub)
     assert spec.metric.domains == list(FAMILIES) and spec.commands.predict is not None
     assert spec.search.axes["schedule"].knobs["steps"].high == 6  # the CPU profile narrows the search space
@@ -39,7 +39,7 @@ def test_puzzles_substrate_layout(tmp_path: Path, tiny_model: Path) -> None:
     # the model is hardlinked, not copied
     assert os.path.samefile(sub / "model/base/model.safetensors", tiny_model / "model.safetensors")
     dev = read_items(sub / "data/dev.csv", answers=True, families=True)
-    assert len(dev) == 12 and {it.family for it in dev} == set(FAMILIES)
+    assert len(dev) == 14 and {it.family for it in dev} == set(FAMILIES)
     external = read_items(sub / "data/external_inputs.csv", answers=False)
     hidden = [json.loads(line) for line in answers.read_text().splitlines()]
     assert [it.id for it in external] == [h["id"] for h in hidden]
@@ -54,10 +54,10 @@ def test_cpu_learn_profile_keeps_its_families_and_evaluates_the_base_model(tmp_p
     built = build_substrate(tmp_path / "sub", model=str(tiny_model), answers_path=answers, profile="cpu-learn")
     families = ["bit_manipulation", "numeral", "equations"]
     assert built.domains == families  # in FAMILIES order
-    assert built.counts == {"train": 600, "dev": 30, "external": 15, "control": 15}
+    assert built.counts == {"train": 600, "dev": 40, "external": 20, "control": 20}  # equations twice
     assert load_spec(built.path).metric.domains == families
     dev = read_items(built.path / "data/dev.csv", answers=True, families=True)
-    assert sorted(it.family for it in dev) == sorted(families * 10)
+    assert sorted(it.family for it in dev) == sorted([*families, "equations"] * 10)
     hidden = [json.loads(line) for line in answers.read_text().splitlines()]
     assert {h["family"] for h in hidden} == set(families)
     # the same items as a build of every family: the filter drops families, it does not redraw
@@ -139,7 +139,7 @@ def test_trial_commands_on_a_tiny_model(tmp_path: Path, tiny_model: Path) -> Non
         report_path = work / "eval" / f"{checkpoint.name}.json"
         run(spec.commands.evaluate, checkpoint=str(checkpoint), output=str(report_path))
         report = load_eval_report(report_path, spec.metric)  # the harness's own validation
-        assert {d: s.n for d, s in report.domains.items()} == dict.fromkeys(FAMILIES, 2)
+        assert {d: s.n for d, s in report.domains.items()} == dict.fromkeys(FAMILIES, 2) | {"equations": 4}
         assert all(0.0 <= s.score <= 1.0 for s in report.domains.values())
         assert json.loads(report_path.read_text())["backend"] == "hf"
     run(spec.commands.predict, checkpoint=str(checkpoints[-1]), output=str(work / "pred.json"))

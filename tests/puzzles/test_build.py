@@ -69,7 +69,7 @@ def test_hidden_answers_stay_outside(built: SubstrateBuild) -> None:
     answers = load_answers(built.answers_path, "all")
     assert set(answers) == {row["id"] for row in inputs}
     assert {r.split for r in answers.values()} == {"external", "control"}
-    assert built.counts["external"] == built.counts["control"] == 4 * len(FAMILIES)
+    assert built.counts["external"] == built.counts["control"] == 4 * (len(FAMILIES) + 1)  # equations twice
     text = "\n".join(p.read_text(errors="ignore") for p in built.path.rglob("*") if p.suffix in (".py", ".toml"))
     assert "control" not in text and "shift" not in text.lower().replace("shift_", "")
 
@@ -101,7 +101,7 @@ def test_score_command(built: SubstrateBuild, tmp_path: Path, capsys: pytest.Cap
     pred.write_text(json.dumps({"predictions": gold}))
     main(["--answers", str(built.answers_path), "--predictions", str(pred), "--split", "control"])
     line = json.loads(capsys.readouterr().out.strip())
-    assert line["n"] == 4 * len(FAMILIES) and line["score"] == 0.0  # control ids had no predictions
+    assert line["n"] == 4 * (len(FAMILIES) + 1) and line["score"] == 0.0  # control ids had no predictions
     done = subprocess.run(
         [
             sys.executable,

@@ -81,6 +81,14 @@ MIXES: dict[str, dict[str, FamilySpec]] = {
 }
 SIZES = {"train": 1500, "dev": 50, "external": 50, "control": 50}
 HIDDEN_SPLITS = ("external", "control")
+# Equations get twice the items of the other families in dev, external and control: the hardest family, with the
+# smallest gains, whose dev/external decoupling (the proxy trap) must be resolvable from seed and item noise.
+EVALUATION_SPLITS = ("dev", *HIDDEN_SPLITS)
+ITEMS_FACTOR = {"equations": 2}
+
+
+def items_per_family(split: str, family: str, n_per_family: int) -> int:
+    return n_per_family * ITEMS_FACTOR.get(family, 1) if split in EVALUATION_SPLITS else n_per_family
 
 
 def puzzle(split: str, family: str, index: int, seed: int = 0) -> Puzzle:
@@ -96,6 +104,8 @@ def make_split(
 ) -> list[Puzzle]:
     """All items of a split, family by family, skipping any whose prompt is in ``exclude``.
 
+    ``n_per_family`` (default ``SIZES[split]``) is multiplied by ``ITEMS_FACTOR`` in the evaluation splits.
+
     The builder passes the dev and external prompts as ``exclude`` for the training pool: some families have
     small puzzle spaces, and an evaluation prompt must never be a training prompt.
     """
@@ -103,7 +113,7 @@ def make_split(
     items: list[Puzzle] = []
     for family in FAMILIES:
         index, kept = 0, 0
-        while kept < n:
+        while kept < items_per_family(split, family, n):
             p = puzzle(split, family, index, seed)
             index += 1
             if p.prompt not in exclude:
