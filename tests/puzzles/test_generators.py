@@ -236,3 +236,15 @@ def test_equations_apply_one_hidden_rule(complexity: int) -> None:
         3: {"concatenate", "reverse concatenate", "reverse all", "interleave"},
     }
     assert rules == expected[complexity]
+
+
+def test_reversed_digit_equations_never_agree_with_the_plain_rule() -> None:
+    plain = {"reversed add": lambda a, b: a + b, "reversed subtract": lambda a, b: a - b}
+    for i in range(60):
+        p = generate("equations", f"r-{i}", Difficulty(complexity=2, max_value=30))
+        op = p.trace[0]
+        lines = [*_examples(p.prompt), p.prompt.splitlines()[-1].split(": ")[-1] + " = " + p.answer]
+        for line in lines:
+            lhs, rhs = line.split(" = ")
+            a, b = (int(x) for x in lhs.split(op))
+            assert int(rhs) != plain[p.rule](a, b)

@@ -502,6 +502,12 @@ _NUMERIC_RULES: dict[int, dict[str, Callable[[int, int], str]]] = {
         "reversed subtract": lambda a, b: str(_reverse_digits(_reverse_digits(a) - _reverse_digits(b))),
     },
 }
+# A reversed-digits rule agrees with its plain rule when no digit carries or borrows (12+23 = 35 either way): such
+# pairs are never drawn, so every example and query shows the reversal and a plain add/subtract never solves it.
+_PLAIN_OF_REVERSED: dict[str, Callable[[int, int], str]] = {
+    "reversed add": _NUMERIC_RULES[1]["add"],
+    "reversed subtract": _NUMERIC_RULES[1]["subtract"],
+}
 _SYMBOL_RULES: dict[str, Callable[[str, str], str]] = {
     "concatenate": lambda a, b: a + b,
     "reverse concatenate": lambda a, b: b + a,
@@ -517,9 +523,16 @@ def equations(seed: str, d: Difficulty) -> Puzzle:
         rules = _NUMERIC_RULES[d.complexity]
         name = rng.choice(sorted(rules))
         low = 10 if d.max_value >= 20 else 1
-        operands = _distinct(
-            rng, d.n_examples + 1, lambda: (rng.randint(low, d.max_value), rng.randint(low, d.max_value))
-        )
+        plain = _PLAIN_OF_REVERSED.get(name)
+
+        def pair() -> tuple[int, int]:
+            for _ in range(1000):
+                a, b = rng.randint(low, d.max_value), rng.randint(low, d.max_value)
+                if plain is None or plain(a, b) != rules[name](a, b):
+                    return a, b
+            raise ValueError(f"no operands up to {d.max_value} tell {name!r} from its plain rule")
+
+        operands = _distinct(rng, d.n_examples + 1, pair)
         pairs = [(f"{a}{op}{b}", rules[name](a, b)) for a, b in operands]
     else:
         name = rng.choice(sorted(_SYMBOL_RULES))

@@ -14,11 +14,11 @@ must discover the decoupling from the external scores, as in the paper's round 3
 
 * equations: dev and the training pool use the template wordings 0/1 and mostly the plain numeric rules
   (complexity 1: add, subtract, concatenate, reverse-concatenate) plus some symbol rules (complexity 3).
-  External uses the held-out wording 2 and mostly (85 %) the "reversed digits" rules (complexity 2), which appear
-  nowhere in the training pool; the rest are symbol rules. No plain numeric rules: with a quarter of them,
-  upsampling equations raised external equations too (measured 0.04 -> 0.09), and the trap leaked. Upsampling
-  equations in the data mix therefore raises dev equations (and control equations) without raising external
-  equations: the proxy trap.
+  External uses the held-out wording 2 and only the "reversed digits" rules (complexity 2), which appear nowhere
+  in the training pool. Neither plain numeric rules nor symbol rules: with a quarter of plain numeric rules,
+  upsampling equations raised external equations too (measured 0.04 -> 0.09), and with 15 % symbol rules it still
+  did (0.016 -> 0.048 over 5 seeds; the symbol rules are the training pool's). Upsampling equations in the data
+  mix therefore raises dev equations (and control equations) without raising external equations: the proxy trap.
 * bit_manipulation: external shows 3 examples instead of 5 and has more complex rules.
 * unit_conversion: external has mostly (60 %, dev 20 %) non-round factors with decimal inputs.
 * gravity: external has fall times up to 9 s instead of 6 s.
@@ -70,7 +70,7 @@ EXTERNAL_MIX: dict[str, FamilySpec] = {
     "bit_manipulation": FamilySpec(n_examples=(3, 3), complexity={1: 0.6, 2: 0.3, 3: 0.1}),
     "unit_conversion": FamilySpec(n_examples=(3, 3), complexity={1: 0.4, 2: 0.6}, max_value=20),
     "gravity": FamilySpec(n_examples=(3, 3), complexity={1: 0.8, 2: 0.2}, max_value=9),
-    "equations": FamilySpec(n_examples=(3, 4), complexity={2: 0.85, 3: 0.15}, max_value=30, templates=(2,)),
+    "equations": FamilySpec(n_examples=(3, 4), complexity={2: 1.0}, max_value=30, templates=(2,)),
 }
 MIXES: dict[str, dict[str, FamilySpec]] = {
     "train": DEV_MIX,
