@@ -12,7 +12,9 @@ Every figure is the final checkpoint's (no selection on dev). The noise band of 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import math
 import os
 import statistics
 import sys
@@ -54,6 +56,7 @@ KNOBS: dict[str, list[str]] = {
     "equations x0.25 (data mix)": ["data.mix.equations=0.25"],
     "steps 75 (schedule)": ["train.steps=75", "train.checkpoint_every=25"],
 }
+PROBES = ("equations x0.25 (data mix)",)  # knobs also shown per domain, like the trap
 
 
 def _scores(r: dict[str, Any], split: str) -> dict[str, float]:
@@ -136,19 +139,23 @@ def table_knobs(base: list[dict[str, Any]], knobs: dict[str, list[dict[str, Any]
 
 def table_trap(base: list[dict[str, Any]], trap: list[dict[str, Any]]) -> str:
     rows = [
-        "| equations accuracy | base recipe | intervention | Δ | noise band (±) | 95 % CI of Δ (Welch) | p |",
+        "| accuracy | base recipe | intervention | Δ | noise band (±) | 95 % CI of Δ (Welch) | p |",
         "|---|---|---|---|---|---|---|",
     ]
-    for split, label in (("dev", "dev"), ("external", "external (shifted)"), ("control", "control (unshifted)")):
-        b = [_scores(r, split)["equations"] for r in base]
-        t = [_scores(r, split)["equations"] for r in trap]
+    splits = (("dev", "dev"), ("external", "external (shifted)"), ("control", "control (unshifted)"))
+    for (split, label), family in itertools.product(splits, ("equations", "all")):
+        b = [_scores(r, split)[family] for r in base]
+        t = [_scores(r, split)[family] for r in trap]
+        label = f"{family}, {label}"
         band = 2 * _mean_sd(b)[1] * (1 / len(t) + 1 / len(b)) ** 0.5
         test = scipy.stats.ttest_ind(t, b, equal_var=False)
         ci = test.confidence_interval(0.95)
+        interval = f"[{ci.low:+.3f}, {ci.high:+.3f}] | {test.pvalue:.3f}"
+        if not math.isfinite(test.pvalue):
+            interval = "— | — (no variance in either arm)"
         rows.append(
             f"| {label} | {statistics.mean(b):.3f} | {statistics.mean(t):.3f} | "
-            f"{statistics.mean(t) - statistics.mean(b):+.3f} | {band:.3f} | [{ci.low:+.3f}, {ci.high:+.3f}] | "
-            f"{test.pvalue:.3f} |"
+            f"{statistics.mean(t) - statistics.mean(b):+.3f} | {band:.3f} | {interval} |"
         )
     return "\n".join(rows)
 
@@ -192,8 +199,14 @@ def main() -> None:
             f"{statistics.median(r['train_s'] for r in base):.0f} s.",
             "**Knob effects on overall accuracy** (bold: outside the noise band):\n\n" + table_knobs(base, knobs),
             *(
-                f"**{name}** (`{' '.join(TRAPS[name])}`), equations accuracy:\n\n" + table_trap(base, runs)
+                f"**{name}** (`{' '.join(TRAPS[name])}`), {len(runs)} seeds:\n\n" + table_trap(base, runs)
                 for name, runs in traps.items()
+            ),
+            *(
+                f"**{name}**, the follow-up probe (`{' '.join(KNOBS[name])}`), {len(knobs[name])} seeds:\n\n"
+                + table_trap(base, knobs[name])
+                for name in PROBES
+                if knobs.get(name)
             ),
         ]
     )

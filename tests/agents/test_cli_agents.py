@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ from evotrain.trial.manifest import Manifest
 from evotrain.workers.budget import AgentBudget, ModelPrice
 from evotrain.workers.cli_agents import CLAUDE_ALLOWED_TOOLS, ClaudeCodeWorker, CLIAgentConfig, CodexWorker
 
-from ..campaign_helpers import make_tiny_campaign, manifests
+from ..campaign_helpers import EXAMPLES, make_tiny_campaign, manifests
+from ..test_harness import EVALUATE_ALL
 
 STANDIN = Path(__file__).parent / "standin_agent.py"
 
@@ -90,6 +92,21 @@ def test_claude_arguments_stream_parsing_and_manifest(
     u = m.worker_usage
     assert (u.turns, u.input_tokens, u.output_tokens, u.cost_usd) == (2, 1200, 100, pytest.approx(0.0123))
     assert u.transcript == "agent-transcript.jsonl" and u.stopped_for_budget is None
+
+
+def test_agent_trial_evaluate_uses_evaluate_all_when_declared(
+    tmp_path: Path, standin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STANDIN_MODE", "edit")
+    tiny = tmp_path / "tiny"
+    shutil.copytree(EXAMPLES / "tiny", tiny, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = tiny / "evotrain.toml"
+    spec.write_text(spec.read_text().replace("[commands]\n", f"[commands]\nevaluate_all = '{EVALUATE_ALL}'\n", 1))
+    worker = ClaudeCodeWorker(CLIAgentConfig(model="claude-sonnet-4-5"), budget=AgentBudget(max_turns=7))
+    m = _run(tmp_path, worker)
+    assert m.ok and [s.step for s in m.cost.steps] == ["prepare", "train", "evaluate_all"]
+    agent_trace = (_candidate(tmp_path) / "agent-work" / "trace.jsonl").read_text()
+    assert "/a01/evaluate_all" in agent_trace and "/a01/evaluate/" not in agent_trace
 
 
 def test_codex_arguments_stream_parsing_and_price(

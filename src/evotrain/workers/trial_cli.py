@@ -135,18 +135,28 @@ def evaluate() -> None:
     policy = Policy.model_validate_json(trial.context.policy_json.read_text())
     metric = trial.spec.metric
     evals: list[CheckpointEval] = []
-    for name in names:
-        report_path = trial.work / "eval" / f"{name}.json"
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        failure = trial.run("evaluate", report_path, attempt, checkpoint=name)
+    eval_dir = trial.work / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    all_at_once = trial.spec.commands.evaluate_all is not None
+    if all_at_once:
+        failure = trial.run("evaluate_all", eval_dir, attempt)
         if failure:
             raise _say_failure(failure)
+    for name in names:
+        report_path = eval_dir / f"{name}.json"
+        if not all_at_once:
+            failure = trial.run("evaluate", report_path, attempt, checkpoint=name)
+            if failure:
+                raise _say_failure(failure)
+        elif not report_path.is_file():
+            raise _say_failure(
+                Failure(failure_class="missing_output", step="evaluate_all", message=f"no report {report_path}")
+            )
         try:
             report = load_eval_report(report_path, metric)
         except BadOutputError as err:
-            raise _say_failure(
-                Failure(failure_class="bad_output", step=f"evaluate/{name}", message=err.render())
-            ) from None
+            step = "evaluate_all" if all_at_once else f"evaluate/{name}"
+            raise _say_failure(Failure(failure_class="bad_output", step=step, message=err.render())) from None
         evals.append(checkpoint_eval(name, report, str(report_path), policy.objective, metric))
     for ev in evals:
         domains = " ".join(f"{d}={s.score:.4f}" for d, s in ev.domains.items())
