@@ -70,7 +70,8 @@ def test_one_round_of_two_candidates(campaign: Path) -> None:
         assert m.checkpoints and m.selected is not None
         for c in m.checkpoints:
             assert set(c.domains) == set(FAMILIES)
-            assert all(d.n == 2 and 0.0 <= d.score <= 1.0 for d in c.domains.values())
+            sizes = {f: 4 if f == "equations" else 2 for f in FAMILIES}  # equations get twice the items
+            assert all(d.n == sizes[f] and 0.0 <= d.score <= 1.0 for f, d in c.domains.items())
         assert m.training["steps"] >= 1
     assert any(m.external is not None and 0.0 <= m.external.score <= 1.0 for m in found.values())
     audit = runner.invoke(app, ["audit", str(campaign)])
@@ -81,7 +82,7 @@ def test_checkpoints_are_rank_checked_adapters_and_package(campaign: Path, tmp_p
     anchors = sorted(campaign.glob("rounds/r0001/candidates/c01-anchor/work/checkpoints/step-*"))
     assert [a.name for a in anchors] == ["step-00002", "step-00004"]
     report = json.loads((anchors[-1].parent.parent / "eval" / "step-00004.json").read_text())
-    assert report["backend"] == "hf" and len(report["outputs"]) == 12
+    assert report["backend"] == "hf" and len(report["outputs"]) == 14
     out = tmp_path / "submission.zip"
     result = runner.invoke(app, ["substrate", "package", str(anchors[-1]), str(out)])
     assert result.exit_code == 0, result.output
