@@ -142,6 +142,13 @@ def test_trial_commands_on_a_tiny_model(tmp_path: Path, tiny_model: Path) -> Non
         assert {d: s.n for d, s in report.domains.items()} == dict.fromkeys(FAMILIES, 2) | {"equations": 4}
         assert all(0.0 <= s.score <= 1.0 for s in report.domains.values())
         assert json.loads(report_path.read_text())["backend"] == "hf"
+    # evaluate_all: both checkpoints with one model load, the same outputs and scores as one call per checkpoint
+    assert spec.commands.evaluate_all is not None
+    run(spec.commands.evaluate_all, output=str(work / "eval-all"))
+    assert sorted(p.name for p in (work / "eval-all").iterdir()) == ["step-00002.json", "step-00004.json"]
+    for checkpoint in checkpoints:
+        one, together = (json.loads((work / d / f"{checkpoint.name}.json").read_text()) for d in ("eval", "eval-all"))
+        assert together["outputs"] == one["outputs"] and together["items"] == one["items"]
     run(spec.commands.predict, checkpoint=str(checkpoints[-1]), output=str(work / "pred.json"))
     predictions = json.loads((work / "pred.json").read_text())["predictions"]
     assert set(predictions) == {it.id for it in read_items(sub / "data/external_inputs.csv", answers=False)}

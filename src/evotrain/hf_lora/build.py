@@ -314,7 +314,7 @@ def build_substrate(
     domains = [f for f in FAMILIES if f in found] + sorted(found - set(FAMILIES))
     spec_values: dict[str, Any] = {"metric.domains": domains, **spec.spec}
     if gpus:
-        spec_values |= {f"resources.{step}.gpus": gpus for step in ("train", "evaluate", "predict")}
+        spec_values |= {f"resources.{step}.gpus": gpus for step in ("train", "evaluate", "evaluate_all", "predict")}
     _edit_toml(dest / "evotrain.toml", spec_values)
     if not external:
         doc = tomlkit.parse((dest / "evotrain.toml").read_text())

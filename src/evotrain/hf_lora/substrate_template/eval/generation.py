@@ -5,8 +5,8 @@ suffix asking for the answer in ``\\boxed{}``. train.py builds its training prom
 here, so training and evaluation see the same text. Decoding is greedy (temperature 0, top_p 1).
 
 Backends: ``vllm`` (``vllm.LLM`` with LoRA enabled and prefix caching, the adapter loaded per request through a
-``LoRARequest``) and ``hf`` (transformers ``generate`` on the base model with the peft adapter, left-padded
-batches). ``auto`` picks vLLM when it imports and CUDA is available, else HF.
+``LoRARequest``, one engine for all the checkpoints of a call) and ``hf`` (transformers ``generate`` on the base
+model with the peft adapters, left-padded batches). ``auto`` picks vLLM when it imports and CUDA is available, else HF.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,7 +118,8 @@ def read_adapter_rank(checkpoint: Path) -> int:
     return max([int(config["r"]), *(int(v) for v in (config.get("rank_pattern") or {}).values())])
 
 
-def _generate_vllm(config: EvalConfig, checkpoint: Path, token_ids: list[list[int]]) -> list[str]:
+def _generate_vllm(config: EvalConfig, checkpoints: list[Path], token_ids: list[list[int]]) -> Iterator[list[str]]:
+    """One engine for every checkpoint: each adapter is a LoRARequest of its own (engine start-up dominates)."""
     import torch
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
@@ -136,27 +137,45 @@ def _generate_vllm(config: EvalConfig, checkpoint: Path, token_ids: list[list[in
         seed=0,
     )
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=config.generation.max_tokens)
-    lora = LoRARequest("candidate", 1, str(checkpoint.resolve()))
     prompts: Any = [{"prompt_token_ids": ids} for ids in token_ids]
-    results = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-    return [r.outputs[0].text for r in results]
+    for number, checkpoint in enumerate(checkpoints, start=1):
+        lora = LoRARequest(f"candidate-{number}", number, str(checkpoint.resolve()))
+        results = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
+        yield [r.outputs[0].text for r in results]
 
 
-def _generate_hf(config: EvalConfig, checkpoint: Path, token_ids: list[list[int]], tokenizer: Any) -> list[str]:
+def _generate_hf(
+    config: EvalConfig, checkpoints: list[Path], token_ids: list[list[int]], tokenizer: Any
+) -> Iterator[list[str]]:
+    """The base model loaded once; each checkpoint's adapter is loaded beside the others and made the active one."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
     base = AutoModelForCausalLM.from_pretrained(
         config.model.folder(),
         dtype=torch.bfloat16 if cuda else torch.float32,
         trust_remote_code=config.model.trust_remote_code,
     )
-    model = PeftModel.from_pretrained(base, checkpoint).eval()
-    device = torch.device("cuda" if cuda else "cpu")
-    model.to(device)
+    model: Any = None
+    for number, checkpoint in enumerate(checkpoints):
+        name = f"c{number}"
+        if model is None:
+            model = PeftModel.from_pretrained(base, checkpoint, adapter_name=name).eval()
+            model.to(device)
+        else:
+            model.load_adapter(checkpoint, adapter_name=name)
+            model.set_adapter(name)
+            model.to(device)
+        yield _greedy_hf(model, config, token_ids, tokenizer, device)
+
+
+def _greedy_hf(model: Any, config: EvalConfig, token_ids: list[list[int]], tokenizer: Any, device: Any) -> list[str]:
+    import torch
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     outputs: dict[int, str] = {}
     # Similar lengths batch together (less padding); results go back to the input order.
@@ -183,24 +202,38 @@ def _generate_hf(config: EvalConfig, checkpoint: Path, token_ids: list[list[int]
     return [outputs[i] for i in range(len(token_ids))]
 
 
-def generate(config: EvalConfig, checkpoint: Path, prompts: Sequence[str]) -> tuple[list[str], str]:
-    """Greedy completions of ``prompts`` by the base model with the LoRA adapter at ``checkpoint``.
+def generate_many(
+    config: EvalConfig, checkpoints: Sequence[Path], prompts: Sequence[str]
+) -> tuple[Iterator[list[str]], str]:
+    """Greedy completions of ``prompts`` by the base model with each LoRA adapter of ``checkpoints`` in turn.
 
-    Returns (outputs in the order of ``prompts``, the backend used).
+    Returns (the outputs of each checkpoint in the order of ``checkpoints``, each in the order of ``prompts``,
+    produced lazily so a caller can write each report as soon as it is ready; the backend used). Every adapter's
+    rank is checked before the model is loaded.
     """
     from transformers import AutoTokenizer
 
-    rank = read_adapter_rank(checkpoint)
-    if rank > config.generation.max_lora_rank:
-        raise EvalConfigError(
-            f"{checkpoint}/adapter_config.json: LoRA rank {rank} exceeds the limit of "
-            f"{config.generation.max_lora_rank}; train with [lora].rank <= {config.generation.max_lora_rank}"
-        )
+    for checkpoint in checkpoints:
+        rank = read_adapter_rank(checkpoint)
+        if rank > config.generation.max_lora_rank:
+            raise EvalConfigError(
+                f"{checkpoint}/adapter_config.json: LoRA rank {rank} exceeds the limit of "
+                f"{config.generation.max_lora_rank}; train with [lora].rank <= {config.generation.max_lora_rank}"
+            )
     backend = choose_backend(config.generation.backend)
     tokenizer = AutoTokenizer.from_pretrained(config.model.folder(), trust_remote_code=config.model.trust_remote_code)
     limit = config.generation.max_model_len - config.generation.max_tokens
     # A prompt longer than the context keeps its end (the question and the generation prompt).
     token_ids = [ids[-limit:] for ids in prompt_token_ids(tokenizer, prompts, config.prompt)]
     if backend == "vllm":
-        return _generate_vllm(config, checkpoint, token_ids), backend
-    return _generate_hf(config, checkpoint, token_ids, tokenizer), backend
+        return _generate_vllm(config, list(checkpoints), token_ids), backend
+    return _generate_hf(config, list(checkpoints), token_ids, tokenizer), backend
+
+
+def generate(config: EvalConfig, checkpoint: Path, prompts: Sequence[str]) -> tuple[list[str], str]:
+    """Greedy completions of ``prompts`` by the base model with the LoRA adapter at ``checkpoint``.
+
+    Returns (outputs in the order of ``prompts``, the backend used).
+    """
+    outputs, backend = generate_many(config, [checkpoint], prompts)
+    return next(outputs), backend
