@@ -60,6 +60,20 @@ def test_two_rounds_of_four_candidates(finished_run: Path) -> None:
     assert any(m.external is not None for m in found.values()), "the external target scored someone"
 
 
+def test_a_rounds_external_predictions_run_in_parallel(finished_run: Path) -> None:
+    """The candidates chosen for the external target are predicted `--parallel` (2) at a time, not in turn."""
+    for round_paths in CampaignPaths(finished_run).rounds():
+        spans: dict[str, list[float]] = {}
+        for cp in round_paths.candidates():
+            for event in read_jsonl(cp.trace):
+                if event["kind"] in ("step_started", "step_finished") and "/predict/" in (event["key"] or ""):
+                    spans.setdefault(event["key"], []).append(event["ts"])
+        if len(spans) < 2:
+            continue
+        (_, end_a), (start_b, _) = sorted(spans.values())[:2]
+        assert start_b < end_a, f"round {round_paths.number}: the second prediction waited for the first"
+
+
 def test_audit_passes_and_status_reads_files(finished_run: Path) -> None:
     result = runner.invoke(app, ["audit", str(finished_run)])
     assert result.exit_code == 0, result.output
