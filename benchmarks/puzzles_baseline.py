@@ -1,12 +1,13 @@
 """Measurements of the puzzles substrate for docs/puzzles.md: base recipe, knob effects, the proxy trap.
 
-    python benchmarks/puzzles_baseline.py [--seeds 5] [--knob-seeds 2] [--parallel 2] [--out DIR]
+    python benchmarks/puzzles_baseline.py [--seeds 5] [--knob-seeds 2] [--trap-seeds 5] [--parallel 2] [--out DIR]
 
 Builds the tiny-profile substrate (seed 0), then runs trials exactly as evotrain does (benchmarks/puzzles_trial.py),
 `--parallel` at a time with one thread each (as `evotrain demo` runs candidates), and writes
 DIR/puzzles_baseline.json and the Markdown tables that docs/puzzles.md quotes (DIR/puzzles_baseline.md).
 Every figure is the final checkpoint's (no selection on dev). The noise band of a knob's effect is
-2 * sd(base) * sqrt(1/n_knob + 1/n_base), with sd over the base recipe's seeds.
+2 * sd(base) * sqrt(1/n_knob + 1/n_base), with sd over the base recipe's seeds; the trap and the probes also get a
+Welch t interval and p-value (scipy) per split, for equations and overall.
 """
 
 from __future__ import annotations
