@@ -206,6 +206,21 @@ def test_a_file_replaced_by_a_symlink_is_a_violation(camp: Campaign) -> None:
     assert (v.path, v.kind) == ("data/dev.jsonl", "frozen_edit")
 
 
+def test_an_editable_link_out_of_the_sandbox_is_a_violation(camp: Campaign, tmp_path: Path) -> None:
+    sandbox = camp.fork()
+    secret = tmp_path / "answers.jsonl"
+    secret.write_text("{}\n")
+    (sandbox / "pipeline" / "answers.jsonl").symlink_to(secret)  # an editable path, leading out
+    (sandbox / "pipeline" / "up").symlink_to("../..")  # a relative one, to the candidate folder
+    (sandbox / "pipeline" / "recipe_link.toml").symlink_to("../recipe.toml")  # inside the sandbox: allowed
+    found = detect_violations(camp.snapshot, sandbox, camp.spec, camp.hashes)
+    assert [(v.path, v.kind) for v in found] == [
+        ("pipeline/answers.jsonl", "link_outside"),
+        ("pipeline/up", "link_outside"),
+    ]
+    assert str(secret) in found[0].detail
+
+
 def test_a_write_through_a_hardlink_is_detected_and_names_the_file(camp: Campaign) -> None:
     sandbox = camp.fork()
     target = sandbox / "data" / "dev.jsonl"

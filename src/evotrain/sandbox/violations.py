@@ -1,8 +1,9 @@
 """Detect a worker's edits outside its editable paths, before the trial runs.
 
 Kinds: `frozen_edit` (a frozen file's content changed), `shared_edit` (a non-editable, non-frozen file changed),
-`created_outside_editable` (a new file outside the editable globs), `deleted` (a non-editable file is gone).
-A trial with any violation does not run.
+`created_outside_editable` (a new file outside the editable globs), `deleted` (a non-editable file is gone),
+`link_outside` (a symbolic link at an editable path that leads out of the sandbox: the trial's steps would read or
+write whatever it points at, such as the external target's answers). A trial with any violation does not run.
 
 Shared files are hardlinks to the snapshot, read-only, but a worker running as root writes through permissions:
 writing into a hardlinked file modifies the snapshot's inode too. The fast path below treats a shared file as
@@ -53,6 +54,14 @@ def _check_shared_file(
     return Violation(path=relpath, kind=_edit_kind(relpath, spec), detail=detail)
 
 
+def _link_outside(link: Path, sandbox: Path) -> Violation | None:
+    target = Path(os.readlink(link))
+    resolved = (link.parent / target).resolve() if not target.is_absolute() else target.resolve()
+    if resolved.is_relative_to(sandbox.resolve()):
+        return None
+    return Violation(path="", kind="link_outside", detail=f"a symbolic link to {target}, outside the sandbox")
+
+
 def detect_violations(snapshot: Path, sandbox: Path, spec: SubstrateSpec, hashes: SubstrateHashes) -> list[Violation]:
     """Every edit of the sandbox outside its editable paths, in path order (empty when the sandbox is clean).
 
@@ -62,6 +71,10 @@ def detect_violations(snapshot: Path, sandbox: Path, spec: SubstrateSpec, hashes
     violations: list[Violation] = []
     for relpath in sorted(set(hashes.files) | set(present)):
         if spec.is_editable(relpath):
+            if relpath in present and present[relpath].is_symlink():
+                escape = _link_outside(present[relpath], sandbox)
+                if escape is not None:
+                    violations.append(escape.model_copy(update={"path": relpath}))
             continue
         if relpath not in present:
             where = "frozen" if spec.is_frozen(relpath) else "shared"

@@ -28,7 +28,7 @@ FailureClass = Literal[
 
 class Violation(BaseModel):
     path: str
-    kind: Literal["frozen_edit", "shared_edit", "created_outside_editable", "deleted"]
+    kind: Literal["frozen_edit", "shared_edit", "created_outside_editable", "deleted", "link_outside"]
     detail: str = ""
 
 
