@@ -165,6 +165,19 @@ def test_killed_by_signal_is_reported(tmp_path: Path) -> None:
     assert outcome.status == "killed" and "OOM" in outcome.message
 
 
+def test_a_group_over_its_memory_gb_is_stopped_as_oom(tmp_path: Path) -> None:
+    executor = LocalExecutor(cpus=2, gpus=[], term_grace_s=0.5)
+    # a child holds ~200 MB resident (bytes written, so the pages are real) and then sleeps
+    hog = "python3 -c 'import time; b = bytearray(200 * 2**20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(30)'"
+    ref = executor.submit(request(tmp_path, f"{hog}; sleep 30", "hog", memory_gb=0.1))
+    outcome = wait(executor, ref)
+    assert outcome.status == "oom" and "memory_gb=0.1" in outcome.message and "[resources.train]" in outcome.message
+    assert group_members(ref.data["pgid"]) == []
+    # the same step with room to spare runs to its end
+    fits = executor.submit(request(tmp_path, hog.replace("time.sleep(30)", "None"), "fits", memory_gb=1.0))
+    assert wait(executor, fits).ok
+
+
 def test_recover_kills_an_orphan_group(tmp_path: Path) -> None:
     # An "earlier orchestrator" started this group; this executor never saw it.
     orphan = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & sleep 30"], start_new_session=True)

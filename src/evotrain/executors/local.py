@@ -2,8 +2,10 @@
 
 Each step is started with `/bin/sh -c` in a new session, so it leads its own process group and a timeout or a
 cancel reaches every process it started (a trainer's data-loader workers, a shell's grandchildren). GPUs are
-handed out as whole devices through `CUDA_VISIBLE_DEVICES`. A local job cannot outlive the orchestrator usefully
-(nobody would reap it), so `recover` kills an orphan left by a dead orchestrator and the step is run again.
+handed out as whole devices through `CUDA_VISIBLE_DEVICES`. A group whose resident memory passes its step's
+`memory_gb` is stopped and reported as `oom` (checked every second), as SLURM's `--mem` would on a cluster. A local
+job cannot outlive the orchestrator usefully (nobody would reap it), so `recover` kills an orphan left by a dead
+orchestrator and the step is run again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from evotrain.errors import ConfigError
 from evotrain.executors.protocol import JobRef, StepOutcome, StepRequest, StepStatus
 
 TERM_GRACE_S = 5.0  # between SIGTERM and SIGKILL of a process group
+MEMORY_CHECK_S = 1.0  # how often a running group's resident memory is compared with its step's memory_gb
 _PROC = Path("/proc")
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 # --- /proc helpers (Linux): start times guard against pid reuse, group scans see grandchildren -------------
@@ -74,6 +78,18 @@ def group_members(pgid: int, *, started_at_or_after: int = 0) -> list[int]:
         if int(fields[19]) >= started_at_or_after:
             members.append(int(entry.name))
     return members
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of a process group's live members (/proc/<pid>/statm; pages shared between members count
+    once per member, so a forking step is over- rather than under-counted)."""
+    total = 0
+    for pid in group_members(pgid):
+        try:
+            total += int((_PROC / str(pid) / "statm").read_text().split()[1]) * _PAGE_SIZE
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError, ValueError):
+            continue  # ended between the scan and the read
+    return total
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -146,6 +162,8 @@ class _Job:
     cpu_s: float = 0.0
     leader_ended: float | None = None
     outcome: StepOutcome | None = None
+    over_memory_bytes: int | None = None  # the group's resident memory when it was stopped for memory_gb
+    next_memory_check: float = 0.0  # time.monotonic()
 
 
 class LocalExecutor:
@@ -279,6 +297,8 @@ class LocalExecutor:
         if job.exit_status is None and not job.timed_out and now - job.started > job.request.resources.timeout_s:
             job.timed_out = True
             self._terminate(job, now)
+        if job.exit_status is None and job.term_sent_at is None and now >= job.next_memory_check:
+            self._check_memory(job, now)
         if job.exit_status is None:
             self._escalate(job, now)
             return None
@@ -289,6 +309,13 @@ class LocalExecutor:
             self._escalate(job, now)
             return None
         return self._outcome(job)
+
+    def _check_memory(self, job: _Job, now: float) -> None:
+        """Stop a group whose resident memory passed the step's memory_gb (what SLURM's --mem does on a cluster)."""
+        job.next_memory_check = now + MEMORY_CHECK_S
+        if _PROC.exists() and (rss := group_rss_bytes(job.pgid)) > job.request.resources.memory_gb * 2**30:
+            job.over_memory_bytes = rss
+            self._terminate(job, now)
 
     def _terminate(self, job: _Job, now: float) -> None:
         if job.term_sent_at is None:
@@ -312,6 +339,14 @@ class LocalExecutor:
             message = (
                 f"ran past timeout_s={job.request.resources.timeout_s:g}; "
                 f"the process group got SIGTERM, then SIGKILL after {self.term_grace_s:g} s"
+            )
+        elif job.over_memory_bytes is not None:
+            status = "oom"
+            message = (
+                f"the process group's resident memory reached {job.over_memory_bytes / 2**30:.2f} GB, over "
+                f"memory_gb={job.request.resources.memory_gb:g}; it got SIGTERM, then SIGKILL after "
+                f"{self.term_grace_s:g} s (raise [resources.{job.request.step}].memory_gb in evotrain.toml if the "
+                "step needs more)"
             )
         elif exit_code < 0:
             sig = signal.Signals(-exit_code)
