@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, enforce, load_constitution
+from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, check_policy_update, enforce, load_constitution
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.policy.render import render_policy_markdown
@@ -189,6 +189,42 @@ def test_proxy_aware_reversal_on_decoupled_evidence(tmp_path: Path) -> None:
     assert any(p.action == "not_promoted" and "reweighted" in p.reason for p in third.changelog)
     md = render_policy_markdown(third)
     assert "proxy_aware" in md and "**equations**" in md
+
+
+def test_an_untrusted_domain_is_trusted_again_when_its_gains_transfer(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=2000)
+    _push_equations(c, 1, "c02-data_mix", 0.2, 0.702)
+    c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
+    _push_equations(c, 2, "c02-data_mix", 0.25, 0.712)
+    _push_equations(c, 2, "c03-data_mix", 0.3, 0.708)
+    third = step(c, step(c, initial_policy(SPEC)))
+    assert third.objective.untrusted_domains == ["equations"]
+    # Round 3: one transferring push is not enough (the domain is still flagged: 3 flat of 4 above)
+    c.run(3, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
+    _push_equations(c, 3, "c02-data_mix", 0.25, 0.80)
+    fourth = step(c, third)
+    assert fourth.objective.untrusted_domains == ["equations"]
+    # Round 4: three more pushes that reach the external target: transfers (4) now outnumber flat probes (3)
+    c.run(4, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
+    for name in ("c02-data_mix", "c03-data_mix", "c04-data_mix"):
+        _push_equations(c, 4, name, 0.25, 0.80)
+    fifth = step(c, fourth)
+    assert fifth.objective.untrusted_domains == []
+    assert fifth.objective.domain_weights["equations"] == 1.0
+    assert any(p.action == "retrust_domain" and "trusted again" in p.reason for p in fifth.changelog)
+    # the constitution refuses trusting it again without that evidence
+    early = fourth.model_copy(deep=True)
+    early.objective.untrusted_domains = []
+    refused = check_policy_update(
+        previous=third,
+        proposed=early,
+        evidence=c.evidence(3, third),
+        constitution=CONSTITUTION,
+        spec=SPEC,
+        history=c.history(3),
+    )
+    assert any(b.rule == "gap_calibration" and "trusts dev domain 'equations' again" in b.reason for b in refused)
 
 
 def test_a_round_whose_anchor_failed_is_no_evidence_against_its_workers(tmp_path: Path) -> None:

@@ -152,8 +152,22 @@ def _check_substrate_frozen(u: _Update) -> None:
             )
 
 
+RETRUST_MIN_TRANSFERS = 2  # rule 2: transferring dev gains an untrusted domain needs before it is trusted again
+
+
 def _check_gap_calibration(u: _Update) -> None:
     prev_w, new_w = u.previous.objective.domain_weights, u.proposed.objective.domain_weights
+    per_domain = {c.domain: c for c in u.evidence.calibration.per_domain}
+    for domain in sorted(set(u.previous.objective.untrusted_domains) - set(u.proposed.objective.untrusted_domains)):
+        cal = per_domain.get(domain)
+        transferred = cal.dev_gain_above_noise - cal.external_flat_among_them if cal else 0
+        if cal is None or cal.decoupled or transferred < RETRUST_MIN_TRANSFERS:
+            u.breach(
+                "gap_calibration",
+                f"the proposed objective trusts dev domain {domain!r} again, but the evidence shows {transferred} "
+                f"candidate(s) whose dev gain on it reached the external target (at least {RETRUST_MIN_TRANSFERS} "
+                "needed, and the domain must no longer be flagged)",
+            )
     for domain in u.evidence.calibration.decoupled_domains:
         untrusted = domain in u.proposed.objective.untrusted_domains
         lowered = new_w.get(domain, 1.0) < prev_w.get(domain, 1.0)

@@ -32,6 +32,7 @@ LEARNED_ACTIONS = {
     "harmful": "retirement",
     "dead_end": "dead end",
     "untrust_domain": "objective",
+    "retrust_domain": "objective",
     "objective_mode": "objective",
     "rotation_skipped": "rotation",
 }
