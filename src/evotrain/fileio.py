@@ -79,3 +79,23 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             if i >= len(lines) - 2:  # only the final line may be torn
                 return
             raise
+
+
+@contextlib.contextmanager
+def staged_dir(dest: Path) -> Iterator[Path]:
+    """A folder to build `dest` in: a hidden sibling that becomes `dest` (absent or empty) only when the block ends
+    without an exception, and is removed when it raises, so a killed or failed build never leaves half a `dest`."""
+    import shutil  # here: the module is otherwise free of it
+
+    staging = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        if dest.exists():
+            dest.rmdir()  # the callers check that it is empty; rmdir refuses otherwise
+        staging.rename(dest)
+        fsync_dir(dest.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -102,6 +102,8 @@ def test_builder_errors(tmp_path: Path, tiny_model: Path) -> None:
     write_items(few, [Item(id="1", prompt="p", answer="1", family="f")], ["id", "prompt", "answer", "family"])
     with pytest.raises(ConfigError, match="family 'f' has 1 rows"):
         build_substrate(tmp_path / "s2", model=str(tiny_model), data=str(few))
+    # the build failed after the templates and the model were in place: nothing of it is left
+    assert not (tmp_path / "s2").exists() and not list(tmp_path.glob(".s2.partial-*"))
 
 
 def test_cli_reports_errors_without_traceback(tmp_path: Path) -> None:

@@ -74,6 +74,21 @@ def test_hidden_answers_stay_outside(built: SubstrateBuild) -> None:
     assert "control" not in text and "shift" not in text.lower().replace("shift_", "")
 
 
+def test_a_failed_build_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import evotrain.puzzles.build as build
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(build, "_write_jsonl", broken)  # fails after the model and the templates are written
+    with pytest.raises(RuntimeError, match="disk full"):
+        build_substrate(tmp_path / "sub", answers_path=tmp_path / "a.jsonl", profile="micro")
+    assert not (tmp_path / "sub").exists() and not list(tmp_path.glob(".sub.partial-*"))
+    monkeypatch.undo()
+    built = build_substrate(tmp_path / "sub", answers_path=tmp_path / "a.jsonl", profile="micro")  # a retry works
+    assert (built.path / "evotrain.toml").is_file()
+
+
 def test_refuses_bad_destinations(built: SubstrateBuild, tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         build_substrate(built.path, answers_path=tmp_path / "a.jsonl", profile="micro")

@@ -39,7 +39,7 @@ import tomlkit
 from pydantic import BaseModel
 
 from evotrain.errors import ConfigError
-from evotrain.fileio import atomic_write_text
+from evotrain.fileio import atomic_write_text, staged_dir
 from evotrain.hf_lora.csvdata import Item, read_items, write_items
 from evotrain.hf_lora.model import SMOLLM2, resolve_model
 from evotrain.puzzles.build import AnswerRecord, tree_fingerprint
@@ -274,66 +274,67 @@ def build_substrate(
 
     say("resolving the base model")
     base = resolve_model(model, say)
-    dest.mkdir(parents=True, exist_ok=True)
-    for rel in TEMPLATE_FILES:
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TEMPLATE / rel, dest / rel)
-    if model_outside:
-        model_path, model_value = base, str(base)
-    else:
-        model_path, model_value = dest / "model" / "base", "model/base"
-        _link_or_copy_tree(base, model_path)
+    with staged_dir(dest) as stage:  # a failed or killed build leaves no half substrate at dest
+        for rel in TEMPLATE_FILES:
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(TEMPLATE / rel, stage / rel)
+        if model_outside:
+            model_path, model_value = base, str(base)
+        else:
+            model_path, model_value = dest / "model" / "base", "model/base"
+            _link_or_copy_tree(base, stage / "model" / "base")
 
-    say("writing the data")
-    counts: dict[str, int]
-    if data == PUZZLES:
-        sizes = spec.sizes
-        train, dev, hidden = _puzzle_data(seed, sizes, spec.families)
-        external = [it for _, it in hidden]
-        assert answers_path is not None
-        answers_path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            answers_path,
-            "".join(
-                AnswerRecord(id=it.id, split=split, family=str(it.family), answer=str(it.answer)).model_dump_json()
-                + "\n"
-                for split, it in hidden
-            ),
-        )
-        counts = {"train": len(train), "dev": len(dev), **Counter(split for split, _ in hidden)}
-    else:
-        train, dev = _csv_data(Path(data), seed, dev_per_family)
-        external = read_items(external_inputs, answers=False) if external_inputs else []
-        counts = {"train": len(train), "dev": len(dev), "external": len(external)}
-    write_items(dest / "data" / "train.csv", train, ["id", "prompt", "answer", "family"])
-    write_items(dest / "data" / "dev.csv", dev, ["id", "prompt", "answer", "family"])
-    if external:
-        write_items(dest / "data" / "external_inputs.csv", external, ["id", "prompt"])
+        say("writing the data")
+        counts: dict[str, int]
+        if data == PUZZLES:
+            sizes = spec.sizes
+            train, dev, hidden = _puzzle_data(seed, sizes, spec.families)
+            external = [it for _, it in hidden]
+            assert answers_path is not None
+            answers_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(
+                answers_path,
+                "".join(
+                    AnswerRecord(id=it.id, split=split, family=str(it.family), answer=str(it.answer)).model_dump_json()
+                    + "\n"
+                    for split, it in hidden
+                ),
+            )
+            counts = {"train": len(train), "dev": len(dev), **Counter(split for split, _ in hidden)}
+        else:
+            train, dev = _csv_data(Path(data), seed, dev_per_family)
+            external = read_items(external_inputs, answers=False) if external_inputs else []
+            counts = {"train": len(train), "dev": len(dev), "external": len(external)}
+        write_items(stage / "data" / "train.csv", train, ["id", "prompt", "answer", "family"])
+        write_items(stage / "data" / "dev.csv", dev, ["id", "prompt", "answer", "family"])
+        if external:
+            write_items(stage / "data" / "external_inputs.csv", external, ["id", "prompt"])
 
-    found = {str(it.family) for it in dev}
-    domains = [f for f in FAMILIES if f in found] + sorted(found - set(FAMILIES))
-    spec_values: dict[str, Any] = {"metric.domains": domains, **spec.spec}
-    if gpus:
-        spec_values |= {f"resources.{step}.gpus": gpus for step in ("train", "evaluate", "evaluate_all", "predict")}
-    _edit_toml(dest / "evotrain.toml", spec_values)
-    if not external:
-        doc = tomlkit.parse((dest / "evotrain.toml").read_text())
-        del doc["commands"]["predict"]
-        atomic_write_text(dest / "evotrain.toml", tomlkit.dumps(doc))
-    mix = tomlkit.table()
-    for family in domains:
-        mix[family] = 1.0
-    _edit_toml(dest / "recipe.toml", {"data.mix": mix, **spec.recipe})
-    _edit_toml(dest / "eval" / "config.toml", {"model.path": model_value, **spec.config})
+        found = {str(it.family) for it in dev}
+        domains = [f for f in FAMILIES if f in found] + sorted(found - set(FAMILIES))
+        spec_values: dict[str, Any] = {"metric.domains": domains, **spec.spec}
+        if gpus:
+            spec_values |= {f"resources.{step}.gpus": gpus for step in ("train", "evaluate", "evaluate_all", "predict")}
+        _edit_toml(stage / "evotrain.toml", spec_values)
+        if not external:
+            doc = tomlkit.parse((stage / "evotrain.toml").read_text())
+            del doc["commands"]["predict"]
+            atomic_write_text(stage / "evotrain.toml", tomlkit.dumps(doc))
+        mix = tomlkit.table()
+        for family in domains:
+            mix[family] = 1.0
+        _edit_toml(stage / "recipe.toml", {"data.mix": mix, **spec.recipe})
+        _edit_toml(stage / "eval" / "config.toml", {"model.path": model_value, **spec.config})
 
-    from evotrain.substrate.spec import load_spec
+        from evotrain.substrate.spec import load_spec
 
-    load_spec(dest)  # the written evotrain.toml must parse: fail here, not at `evotrain init`
+        load_spec(stage)  # the written evotrain.toml must parse: fail here, not at `evotrain init`
+        fingerprint = tree_fingerprint(stage)
     result = HfLoraBuild(
         path=dest,
         answers_path=answers_path if data == PUZZLES else None,
         model=model_path,
-        fingerprint=tree_fingerprint(dest),
+        fingerprint=fingerprint,
         profile=profile,
         seed=seed,
         domains=domains,

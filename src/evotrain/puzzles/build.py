@@ -28,6 +28,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from evotrain.fileio import atomic_write_text, staged_dir
 from evotrain.puzzles.base import BaseConfig, base_checkpoint
 from evotrain.puzzles.generators import FAMILIES, Puzzle
 from evotrain.puzzles.splits import HIDDEN_SPLITS, make_split
@@ -250,6 +251,45 @@ def tree_fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _write_substrate(
+    dest: Path, spec: Profile, seed: int, answers_path: Path, base: Path, say: Callable[[str], None]
+) -> dict[str, int]:
+    shutil.copytree(base, dest / "model" / "base", ignore=shutil.ignore_patterns("step-*"))
+    for rel in TEMPLATE_FILES:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TEMPLATE / rel, dest / rel)
+    (dest / "evotrain.toml").write_text(_evotrain_toml())
+
+    say("generating the splits")
+    dev = make_split("dev", spec.sizes["dev"], seed)
+    hidden = _hidden_items(seed, spec.sizes)
+    held_out = frozenset(p.prompt for p in dev) | frozenset(p.prompt for _, p in hidden)
+    train = make_split("train", spec.sizes["train"], seed, exclude=held_out)
+    _write_jsonl(
+        dest / "data" / "train_pool.jsonl",
+        [{"id": p.id, "family": p.family, "prompt": p.prompt, "answer": p.answer, "trace": p.trace} for p in train],
+    )
+    _write_jsonl(
+        dest / "data" / "dev.jsonl",
+        [{"id": p.id, "family": p.family, "prompt": p.prompt, "answer": p.answer} for p in dev],
+    )
+    _write_jsonl(
+        dest / "data" / "external_inputs.jsonl",
+        [{"id": p.id, "family": p.family, "prompt": p.prompt} for _, p in hidden],
+    )
+    answers_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        answers_path,
+        "".join(
+            AnswerRecord(id=p.id, split=split, family=p.family, answer=p.answer).model_dump_json() + "\n"
+            for split, p in hidden
+        ),
+    )
+    return {"train": len(train), "dev": len(dev)} | {
+        s: sum(1 for split, _ in hidden if split == s) for s in HIDDEN_SPLITS
+    }
+
+
 def build_substrate(
     dest: Path,
     *,
@@ -275,44 +315,13 @@ def build_substrate(
 
     say("building the base checkpoint (cached after the first build)")
     base = base_checkpoint(spec.base, say)
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(base, dest / "model" / "base", ignore=shutil.ignore_patterns("step-*"))
-    for rel in TEMPLATE_FILES:
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TEMPLATE / rel, dest / rel)
-    (dest / "evotrain.toml").write_text(_evotrain_toml())
-
-    say("generating the splits")
-    dev = make_split("dev", spec.sizes["dev"], seed)
-    hidden = _hidden_items(seed, spec.sizes)
-    held_out = frozenset(p.prompt for p in dev) | frozenset(p.prompt for _, p in hidden)
-    train = make_split("train", spec.sizes["train"], seed, exclude=held_out)
-    _write_jsonl(
-        dest / "data" / "train_pool.jsonl",
-        [{"id": p.id, "family": p.family, "prompt": p.prompt, "answer": p.answer, "trace": p.trace} for p in train],
-    )
-    _write_jsonl(
-        dest / "data" / "dev.jsonl",
-        [{"id": p.id, "family": p.family, "prompt": p.prompt, "answer": p.answer} for p in dev],
-    )
-    _write_jsonl(
-        dest / "data" / "external_inputs.jsonl",
-        [{"id": p.id, "family": p.family, "prompt": p.prompt} for _, p in hidden],
-    )
-    answers_path.parent.mkdir(parents=True, exist_ok=True)
-    answers_path.write_text(
-        "".join(
-            AnswerRecord(id=p.id, split=split, family=p.family, answer=p.answer).model_dump_json() + "\n"
-            for split, p in hidden
-        )
-    )
-    counts = {"train": len(train), "dev": len(dev)} | {
-        s: sum(1 for split, _ in hidden if split == s) for s in HIDDEN_SPLITS
-    }
+    with staged_dir(dest) as stage:  # a killed build leaves no half substrate at dest
+        counts = _write_substrate(stage, spec, seed, answers_path, base, say)
+        fingerprint = tree_fingerprint(stage)
     result = SubstrateBuild(
         path=dest,
         answers_path=answers_path,
-        fingerprint=tree_fingerprint(dest),
+        fingerprint=fingerprint,
         base_fingerprint=spec.base.fingerprint(),
         profile=profile,
         seed=seed,
