@@ -161,6 +161,31 @@ def table_trap(base: list[dict[str, Any]], trap: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def plot_trap(base: list[dict[str, Any]], trap: list[dict[str, Any]], name: str, out: Path) -> None:
+    """Equations accuracy per seed, base recipe against the trap, on dev, control and external (an SVG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = (("dev", "dev"), ("control", "control (unshifted)"), ("external", "external (shifted)"))
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), sharey=True)
+    for ax, (split, label) in zip(axes, splits, strict=True):
+        for x, (runs, colour) in enumerate(((base, "#777777"), (trap, "#d62728"))):
+            ys = [_scores(r, split)["equations"] for r in runs]
+            ax.scatter([x + 0.06 * (i - len(ys) / 2) for i in range(len(ys))], ys, color=colour, s=18, zorder=3)
+            ax.hlines(statistics.mean(ys), x - 0.25, x + 0.25, color=colour, linewidth=2)
+        ax.set_xticks([0, 1], ["base recipe", "intervention"])
+        ax.set_xlim(-0.6, 1.6)
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("equations accuracy (final checkpoint)")
+    fig.suptitle(f"{name}: {len(base)} vs {len(trap)} seeds", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out)  # the format follows the suffix
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
@@ -212,6 +237,9 @@ def main() -> None:
         ]
     )
     (args.out / "puzzles_baseline.md").write_text(text + "\n")
+    for name, runs in traps.items():
+        if base and runs:
+            plot_trap(base, runs, name, args.out / "puzzles_trap.svg")
     (args.out / "puzzles_baseline.json").write_text(
         json.dumps({"fingerprint": built.fingerprint, "runs": [{"name": n, **r} for n, r in done]}, indent=1) + "\n"
     )
