@@ -107,6 +107,8 @@ def test_watch_redraws_until_interrupted(mid_evaluation: tuple[Path, str]) -> No
         stderr=subprocess.STDOUT,
         text=True,
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        # a background job of a non-interactive shell inherits SIGINT ignored, and Python keeps it so: restore it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Interrupt only once the first frame is drawn: the CLI's start-up alone can take seconds on a loaded machine.
     assert proc.stdout is not None
