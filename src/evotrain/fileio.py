@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,8 +86,6 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def staged_dir(dest: Path) -> Iterator[Path]:
     """A folder to build `dest` in: a hidden sibling that becomes `dest` (absent or empty) only when the block ends
     without an exception, and is removed when it raises, so a killed or failed build never leaves half a `dest`."""
-    import shutil  # here: the module is otherwise free of it
-
     staging = dest.parent / f".{dest.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

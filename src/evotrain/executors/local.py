@@ -313,7 +313,7 @@ class LocalExecutor:
     def _check_memory(self, job: _Job, now: float) -> None:
         """Stop a group whose resident memory passed the step's memory_gb (what SLURM's --mem does on a cluster)."""
         job.next_memory_check = now + MEMORY_CHECK_S
-        if _PROC.exists() and (rss := group_rss_bytes(job.pgid)) > job.request.resources.memory_gb * 2**30:
+        if (rss := group_rss_bytes(job.pgid)) > job.request.resources.memory_gb * 2**30:
             job.over_memory_bytes = rss
             self._terminate(job, now)
 

@@ -42,9 +42,10 @@ from evotrain.errors import ConfigError
 from evotrain.fileio import atomic_write_text, staged_dir
 from evotrain.hf_lora.csvdata import Item, read_items, write_items
 from evotrain.hf_lora.model import SMOLLM2, resolve_model
-from evotrain.puzzles.build import AnswerRecord, tree_fingerprint
+from evotrain.puzzles.build import AnswerRecord, tree_fingerprint, write_answers
 from evotrain.puzzles.generators import FAMILIES
 from evotrain.puzzles.splits import HIDDEN_SPLITS, SIZES, make_split
+from evotrain.substrate.spec import STEP_NAMES, load_spec
 
 TEMPLATE = Path(__file__).resolve().parent / "substrate_template"
 TEMPLATE_FILES = (
@@ -291,14 +292,12 @@ def build_substrate(
             train, dev, hidden = _puzzle_data(seed, sizes, spec.families)
             external = [it for _, it in hidden]
             assert answers_path is not None
-            answers_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(
+            write_answers(
                 answers_path,
-                "".join(
-                    AnswerRecord(id=it.id, split=split, family=str(it.family), answer=str(it.answer)).model_dump_json()
-                    + "\n"
+                [
+                    AnswerRecord(id=it.id, split=split, family=str(it.family), answer=str(it.answer))
                     for split, it in hidden
-                ),
+                ],
             )
             counts = {"train": len(train), "dev": len(dev), **Counter(split for split, _ in hidden)}
         else:
@@ -314,7 +313,7 @@ def build_substrate(
         domains = [f for f in FAMILIES if f in found] + sorted(found - set(FAMILIES))
         spec_values: dict[str, Any] = {"metric.domains": domains, **spec.spec}
         if gpus:
-            spec_values |= {f"resources.{step}.gpus": gpus for step in ("train", "evaluate", "evaluate_all", "predict")}
+            spec_values |= {f"resources.{step}.gpus": gpus for step in STEP_NAMES if step != "prepare"}
         _edit_toml(stage / "evotrain.toml", spec_values)
         if not external:
             doc = tomlkit.parse((stage / "evotrain.toml").read_text())
@@ -325,8 +324,6 @@ def build_substrate(
             mix[family] = 1.0
         _edit_toml(stage / "recipe.toml", {"data.mix": mix, **spec.recipe})
         _edit_toml(stage / "eval" / "config.toml", {"model.path": model_value, **spec.config})
-
-        from evotrain.substrate.spec import load_spec
 
         load_spec(stage)  # the written evotrain.toml must parse: fail here, not at `evotrain init`
         fingerprint = tree_fingerprint(stage)

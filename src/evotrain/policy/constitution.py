@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evotrain.errors import ConfigError, ConstitutionViolation
 from evotrain.evidence import stats
-from evotrain.evidence.schema import Evidence
+from evotrain.evidence.schema import DomainCalibration, Evidence
 from evotrain.policy.schema import Policy
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.trial.manifest import Manifest
@@ -155,18 +155,26 @@ def _check_substrate_frozen(u: _Update) -> None:
 RETRUST_MIN_TRANSFERS = 2  # rule 2: transferring dev gains an untrusted domain needs before it is trusted again
 
 
+def transferred_gains(cal: DomainCalibration | None) -> int:
+    """Candidates whose dev gain on the domain cleared its noise band and whose external gain cleared its band."""
+    return cal.dev_gain_above_noise - cal.external_flat_among_them if cal else 0
+
+
+def may_trust_again(cal: DomainCalibration | None) -> bool:
+    """Rule 2's condition for an untrusted domain to be trusted again: no longer flagged, and gains transferring."""
+    return cal is not None and not cal.decoupled and transferred_gains(cal) >= RETRUST_MIN_TRANSFERS
+
+
 def _check_gap_calibration(u: _Update) -> None:
     prev_w, new_w = u.previous.objective.domain_weights, u.proposed.objective.domain_weights
     per_domain = {c.domain: c for c in u.evidence.calibration.per_domain}
     for domain in sorted(set(u.previous.objective.untrusted_domains) - set(u.proposed.objective.untrusted_domains)):
-        cal = per_domain.get(domain)
-        transferred = cal.dev_gain_above_noise - cal.external_flat_among_them if cal else 0
-        if cal is None or cal.decoupled or transferred < RETRUST_MIN_TRANSFERS:
+        if not may_trust_again(per_domain.get(domain)):
             u.breach(
                 "gap_calibration",
-                f"the proposed objective trusts dev domain {domain!r} again, but the evidence shows {transferred} "
-                f"candidate(s) whose dev gain on it reached the external target (at least {RETRUST_MIN_TRANSFERS} "
-                "needed, and the domain must no longer be flagged)",
+                f"the proposed objective trusts dev domain {domain!r} again, but the evidence shows "
+                f"{transferred_gains(per_domain.get(domain))} candidate(s) whose dev gain on it reached the external "
+                f"target (at least {RETRUST_MIN_TRANSFERS} needed, and the domain must no longer be flagged)",
             )
     for domain in u.evidence.calibration.decoupled_domains:
         untrusted = domain in u.proposed.objective.untrusted_domains

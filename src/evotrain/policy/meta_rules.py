@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from evotrain.evidence import stats
 from evotrain.evidence.collector import RECIPE_FAILURES, round_axis_verdicts
-from evotrain.evidence.schema import CandidateSummary, DomainCalibration, Evidence
-from evotrain.policy.constitution import RETRUST_MIN_TRANSFERS, Constitution, promotion_refusals
+from evotrain.evidence.schema import CandidateSummary, Evidence
+from evotrain.policy.constitution import Constitution, may_trust_again, promotion_refusals, transferred_gains
 from evotrain.policy.schema import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.trial.manifest import Manifest
@@ -179,11 +179,6 @@ def proxy_reversal(step: _Step, downweight: float) -> None:
     objective.checkpoint_criterion = "objective"
 
 
-def transfers(cal: DomainCalibration) -> int:
-    """Candidates whose dev gain on the domain cleared its noise band and whose external gain cleared its band."""
-    return cal.dev_gain_above_noise - cal.external_flat_among_them
-
-
 def proxy_retrust(step: _Step, downweight: float) -> None:
     """Trust an untrusted domain again once the evidence no longer flags it and its dev gains reach the external
     target again (the calibration is cumulative, so transfers must now outnumber the flat probes)."""
@@ -191,7 +186,7 @@ def proxy_retrust(step: _Step, downweight: float) -> None:
     per_domain = {c.domain: c for c in step.evidence.calibration.per_domain}
     for domain in list(objective.untrusted_domains):
         cal = per_domain.get(domain)
-        if cal is None or cal.decoupled or transfers(cal) < RETRUST_MIN_TRANSFERS:
+        if cal is None or not may_trust_again(cal):
             continue
         weights = stats.domain_weights(step.spec.metric.domains, objective.domain_weights)
         old = weights.get(domain, 1.0)
@@ -200,9 +195,9 @@ def proxy_retrust(step: _Step, downweight: float) -> None:
         objective.untrusted_domains.remove(domain)
         entry = step.log(
             "retrust_domain",
-            f"{domain}: {transfers(cal)} of the {cal.dev_gain_above_noise} candidate(s) whose dev gain on it cleared "
-            f"the domain noise band also cleared the external band ({cal.external_flat_among_them} stayed flat); "
-            f"weight {old:g} → {weights[domain]:g}, trusted again",
+            f"{domain}: {transferred_gains(cal)} of the {cal.dev_gain_above_noise} candidate(s) whose dev gain on it "
+            f"cleared the domain noise band also cleared the external band "
+            f"({cal.external_flat_among_them} stayed flat); weight {old:g} → {weights[domain]:g}, trusted again",
         )
         objective.provenance.append(entry)
 

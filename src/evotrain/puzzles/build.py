@@ -64,6 +64,11 @@ class AnswerRecord(BaseModel):
     answer: str
 
 
+def write_answers(path: Path, records: list[AnswerRecord]) -> None:
+    """The answers file the external target holds (JSON lines), written atomically."""
+    atomic_write_text(path, "".join(r.model_dump_json() + "\n" for r in records))
+
+
 class SubstrateBuild(BaseModel):
     path: Path
     answers_path: Path
@@ -277,13 +282,8 @@ def _write_substrate(
         dest / "data" / "external_inputs.jsonl",
         [{"id": p.id, "family": p.family, "prompt": p.prompt} for _, p in hidden],
     )
-    answers_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        answers_path,
-        "".join(
-            AnswerRecord(id=p.id, split=split, family=p.family, answer=p.answer).model_dump_json() + "\n"
-            for split, p in hidden
-        ),
+    write_answers(
+        answers_path, [AnswerRecord(id=p.id, split=split, family=p.family, answer=p.answer) for split, p in hidden]
     )
     return {"train": len(train), "dev": len(dev)} | {
         s: sum(1 for split, _ in hidden if split == s) for s in HIDDEN_SPLITS

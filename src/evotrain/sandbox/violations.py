@@ -54,12 +54,11 @@ def _check_shared_file(
     return Violation(path=relpath, kind=_edit_kind(relpath, spec), detail=detail)
 
 
-def _link_outside(link: Path, sandbox: Path) -> Violation | None:
+def _link_outside(relpath: str, link: Path, sandbox: Path) -> Violation | None:
     target = Path(os.readlink(link))
-    resolved = (link.parent / target).resolve() if not target.is_absolute() else target.resolve()
-    if resolved.is_relative_to(sandbox.resolve()):
+    if (link.parent / target).resolve().is_relative_to(sandbox.resolve()):  # an absolute target joins as itself
         return None
-    return Violation(path="", kind="link_outside", detail=f"a symbolic link to {target}, outside the sandbox")
+    return Violation(path=relpath, kind="link_outside", detail=f"a symbolic link to {target}, outside the sandbox")
 
 
 def detect_violations(snapshot: Path, sandbox: Path, spec: SubstrateSpec, hashes: SubstrateHashes) -> list[Violation]:
@@ -72,9 +71,9 @@ def detect_violations(snapshot: Path, sandbox: Path, spec: SubstrateSpec, hashes
     for relpath in sorted(set(hashes.files) | set(present)):
         if spec.is_editable(relpath):
             if relpath in present and present[relpath].is_symlink():
-                escape = _link_outside(present[relpath], sandbox)
+                escape = _link_outside(relpath, present[relpath], sandbox)
                 if escape is not None:
-                    violations.append(escape.model_copy(update={"path": relpath}))
+                    violations.append(escape)
             continue
         if relpath not in present:
             where = "frozen" if spec.is_frozen(relpath) else "shared"

@@ -19,6 +19,14 @@ PLACEHOLDERS = frozenset({"python", "sandbox", "work", "checkpoints", "checkpoin
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]+)\}")
 
 
+def checkpoint_folders(checkpoints: Path) -> list[Path]:
+    """The checkpoint folders `train` wrote under `{checkpoints}`, in training order (by name); hidden (in-progress)
+    folders are skipped (docs/substrate-format.md)."""
+    if not checkpoints.is_dir():
+        return []
+    return sorted(p for p in checkpoints.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

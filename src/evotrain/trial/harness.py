@@ -18,7 +18,7 @@ from evotrain.campaign.layout import CandidatePaths
 from evotrain.errors import ConfigError
 from evotrain.executors.protocol import Executor, StepOutcome
 from evotrain.policy.schema import Policy
-from evotrain.substrate.spec import Step, SubstrateSpec
+from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
 from evotrain.trial.manifest import CheckpointEval, Cost, Failure, Selection, StepCost
 from evotrain.trial.steps import build_request, failure_class, run_step
@@ -96,9 +96,7 @@ def _make_dirs(candidate: CandidatePaths) -> None:
 
 def list_checkpoints(candidate: CandidatePaths) -> list[str]:
     """Checkpoint folders `train` wrote, in training order (by name); hidden (in-progress) folders are skipped."""
-    if not candidate.checkpoints.is_dir():
-        return []
-    return sorted(p.name for p in candidate.checkpoints.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [p.name for p in checkpoint_folders(candidate.checkpoints)]
 
 
 def read_training_summary(path: Path) -> dict[str, float] | Failure:
@@ -188,19 +186,21 @@ def run_trial_steps(
 
 def evaluate_all(steps: _Steps, candidate: CandidatePaths, names: list[str]) -> Failure | None:
     """Run `evaluate_all` once for every checkpoint; each must get its report `<name>.json` in the eval folder."""
-    failure = steps.run("evaluate_all", candidate.eval_dir)
-    if failure:
-        return failure
-    missing = [name for name in names if not (candidate.eval_dir / f"{name}.json").is_file()]
-    if missing:
-        expected = ", ".join(str(candidate.eval_dir / f"{name}.json") for name in missing)
-        return Failure(
-            failure_class="missing_output",
-            step="evaluate_all",
-            message=f"exited 0 without writing the evaluation report of every checkpoint: no {expected}",
-            exit_code=0,
-        )
-    return None
+    return steps.run("evaluate_all", candidate.eval_dir) or missing_reports(candidate.eval_dir, names)
+
+
+def missing_reports(eval_dir: Path, names: list[str]) -> Failure | None:
+    """After a successful `evaluate_all`: the failure naming every checkpoint whose report it did not write."""
+    missing = [eval_dir / f"{name}.json" for name in names if not (eval_dir / f"{name}.json").is_file()]
+    if not missing:
+        return None
+    return Failure(
+        failure_class="missing_output",
+        step="evaluate_all",
+        message="exited 0 without writing the evaluation report of every checkpoint: no "
+        + ", ".join(str(path) for path in missing),
+        exit_code=0,
+    )
 
 
 def _campaign_relative(path: Path, campaign_root: Path) -> str:

@@ -19,9 +19,9 @@ from evotrain.errors import EvotrainError
 from evotrain.executors.local import LocalExecutor
 from evotrain.fileio import atomic_write_text
 from evotrain.policy.schema import Policy
-from evotrain.substrate.spec import Step, SubstrateSpec, load_spec
+from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders, load_spec
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
-from evotrain.trial.harness import read_training_summary
+from evotrain.trial.harness import missing_reports, read_training_summary
 from evotrain.trial.manifest import CheckpointEval, Failure
 from evotrain.trial.steps import build_request, failure_class, run_step
 from evotrain.trial.trace import Trace
@@ -79,9 +79,7 @@ class AgentTrial:
         return Failure(failure_class=cls, step=label, message=f"{outcome.message} (stderr: {request.stderr})")
 
     def checkpoint_names(self) -> list[str]:
-        if not self.checkpoints.is_dir():
-            return []
-        return sorted(p.name for p in self.checkpoints.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return [p.name for p in checkpoint_folders(self.checkpoints)]
 
 
 def _say_failure(failure: Failure) -> typer.Exit:
@@ -139,7 +137,7 @@ def evaluate() -> None:
     eval_dir.mkdir(parents=True, exist_ok=True)
     all_at_once = trial.spec.commands.evaluate_all is not None
     if all_at_once:
-        failure = trial.run("evaluate_all", eval_dir, attempt)
+        failure = trial.run("evaluate_all", eval_dir, attempt) or missing_reports(eval_dir, names)
         if failure:
             raise _say_failure(failure)
     for name in names:
@@ -148,10 +146,6 @@ def evaluate() -> None:
             failure = trial.run("evaluate", report_path, attempt, checkpoint=name)
             if failure:
                 raise _say_failure(failure)
-        elif not report_path.is_file():
-            raise _say_failure(
-                Failure(failure_class="missing_output", step="evaluate_all", message=f"no report {report_path}")
-            )
         try:
             report = load_eval_report(report_path, metric)
         except BadOutputError as err:

@@ -27,6 +27,7 @@ from evotrain.errors import EvotrainError
 from evotrain.fileio import atomic_write_json
 from evotrain.hf_lora.csvdata import Item, read_items
 from evotrain.puzzles.answers import extract_answer, verify
+from evotrain.substrate.spec import checkpoint_folders
 
 
 def make_report(items: list[Item], outputs: list[str], backend: str, generation_s: float) -> dict[str, Any]:
@@ -60,8 +61,7 @@ def main() -> None:
     if args.checkpoint is not None:
         jobs = [(args.checkpoint, args.out)]
     else:
-        found = sorted(p for p in args.checkpoints.iterdir() if p.is_dir() and not p.name.startswith("."))
-        jobs = [(p, args.out / f"{p.name}.json") for p in found]
+        jobs = [(p, args.out / f"{p.name}.json") for p in checkpoint_folders(args.checkpoints)]
     try:
         config = load_config()
         items = read_items(ROOT / "data" / f"{args.split}.csv", answers=True, families=True)

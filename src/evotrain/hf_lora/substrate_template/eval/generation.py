@@ -165,11 +165,10 @@ def _generate_hf(
         name = f"c{number}"
         if model is None:
             model = PeftModel.from_pretrained(base, checkpoint, adapter_name=name).eval()
-            model.to(device)
         else:
             model.load_adapter(checkpoint, adapter_name=name)
             model.set_adapter(name)
-            model.to(device)
+        model.to(device)
         yield _greedy_hf(model, config, token_ids, tokenizer, device)
 
 

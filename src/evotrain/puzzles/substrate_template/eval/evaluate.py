@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 
+from evotrain.fileio import atomic_write_text
 from evotrain.puzzles.answers import extract_answer, verify
 from evotrain.puzzles.lm import greedy_generate, load_model, load_tokenizer
+from evotrain.substrate.spec import checkpoint_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "model" / "base"
@@ -57,18 +59,14 @@ def main() -> None:
     if args.checkpoint is not None:
         jobs = [(args.checkpoint, args.out)]
     else:
-        found = sorted(p for p in args.checkpoints.iterdir() if p.is_dir() and not p.name.startswith("."))
-        jobs = [(p, args.out / f"{p.name}.json") for p in found]
+        jobs = [(p, args.out / f"{p.name}.json") for p in checkpoint_folders(args.checkpoints)]
     items = [json.loads(line) for line in (ROOT / "data" / f"{args.split}.jsonl").read_text().splitlines()]
     tok = load_tokenizer(BASE)
     for checkpoint, out in jobs:
         model = load_model(checkpoint, BASE)
         outputs = greedy_generate(model, tok, [it["prompt"] for it in items], max_new_tokens=MAX_NEW_TOKENS)
         result = report(items, outputs)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(out)  # a report is there whole or not at all
+        atomic_write_text(out, json.dumps(result, indent=1) + "\n")  # a report is there whole or not at all
         print(checkpoint.name, json.dumps({f: round(d["score"], 3) for f, d in result["domains"].items()}))
 
 
