@@ -45,8 +45,8 @@ PROFILES: dict[str, dict[str, int]] = {
     "micro": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64},
 }
 MAX_POSITIONS = 384
-# Plain matmul attention: at this size (4 heads of 32, ~150 tokens) it is ~16 % faster per training step on CPU
-# than the fused scaled-dot-product kernels, and ~10 % faster to decode (benchmarks in docs/puzzles.md).
+# Plain matmul attention, which every figure in docs/puzzles.md was measured with. At this size it is as fast as
+# the fused scaled-dot-product kernel on CPU (benchmarks/puzzles_speed.py: ratio 0.99-1.03), not a speed-up.
 ATTENTION = "eager"
 
 
