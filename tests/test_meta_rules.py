@@ -257,3 +257,20 @@ def test_an_external_uptick_inside_the_noise_margin_is_not_progress(tmp_path: Pa
     policy = step(c, policy)
     assert policy.rounds_without_external_gain == 1
     assert policy.best_external == 0.700
+
+
+def test_a_second_free_form_dead_end_on_an_axis_is_recorded(tmp_path: Path) -> None:
+    """Two harmful edits on one axis that declared no knob change are two dead ends, not one."""
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(1, "c02-data_mix", axis="data_mix", skill=0.45).rationale = "drop the short examples"
+    second = step(c, initial_policy(SPEC))
+    assert [d.description for d in second.dead_ends] == ["data_mix: drop the short examples"]
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(2, "c02-data_mix", axis="data_mix", skill=0.45).rationale = "repeat the long examples twice"
+    c.run(2, "c03-data_mix", axis="data_mix", skill=0.45).rationale = "drop the short examples"  # already there
+    third = step(c, second)
+    assert [(d.round, d.description) for d in third.dead_ends] == [
+        (1, "data_mix: drop the short examples"),
+        (2, "data_mix: repeat the long examples twice"),
+    ]

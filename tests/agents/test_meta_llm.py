@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.policy.meta_llm import LLMMetaAgent, LLMMetaConfig, MetaRecord, PolicyUpdate
-from evotrain.policy.schema import Policy
+from evotrain.policy.schema import Policy, SelectionObjective
 
 from ..campaign_helpers import make_tiny_campaign
 from .replay_server import ReplayServer
@@ -85,3 +86,20 @@ def test_the_update_schema_is_what_the_model_is_shown() -> None:
     assert set(schema["properties"]) == {
         "rationale", "promote", "axes", "dead_ends", "noise_k", "objective", "asks", "replicate", "narrative",
     }  # fmt: skip
+
+
+def test_a_negative_domain_weight_is_refused_when_proposed(tmp_path: Path) -> None:
+    """A weight below 0 is invalid at proposal time (not one round later, in the harness, on every resume)."""
+    run = make_tiny_campaign(tmp_path)
+    bad = {"rationale": "ignore beta", "objective": {"domain_weights": {"alpha": 1.0, "beta": -0.5}}}
+    recording = [{"reply": {"content": json.dumps(bad), "usage": {"prompt_tokens": 10, "completion_tokens": 5}}}]
+    with ReplayServer(recording) as server:
+        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="m"), campaign_root=run)
+        Campaign(run, meta_agent=meta).run(rounds=1, workers=2)
+    record = _record(run, 1)
+    assert record.outcome == "invalid" and "domain_weights" in record.reason
+    p2 = _policy(run, 2)
+    assert p2.changelog[0].action == "meta_fallback"
+    assert all(w >= 0 for w in p2.objective.domain_weights.values())
+    with pytest.raises(ValidationError, match="domain_weights"):
+        SelectionObjective(domain_weights={"beta": -0.5})

@@ -327,11 +327,8 @@ def record_dead_ends(step: _Step) -> None:
         if why is None:
             continue
         for entry in _dead_ends_for(step, m, why):
-            if any(
-                d.blocks(entry.axis, entry.knob or "", entry.direction or "set", entry.value)
-                for d in step.nxt.dead_ends
-            ):
-                continue  # already registered
+            if _already_registered(entry, step.nxt.dead_ends):
+                continue
             step.nxt.dead_ends.append(entry)
             step.log("dead_end", f"{entry.description} ({m.candidate_id})")
 

@@ -7,9 +7,10 @@ objective); the frozen constitution carries the meta-rules every policy update i
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 POLICY_VERSION = 1
 
@@ -82,13 +83,27 @@ class NoiseRules(BaseModel):
 
 
 class SelectionObjective(BaseModel):
-    """How checkpoints and candidates are ranked: a weighted mean of per-domain dev scores."""
+    """How checkpoints and candidates are ranked: a weighted mean of per-domain dev scores.
+
+    Its weights are validated when it is built or assigned, so a negative weight is refused where it is proposed
+    (by a meta agent) rather than where it is first used (the next round's harness).
+    """
+
+    model_config = ConfigDict(validate_assignment=True)
 
     mode: Literal["maximize_dev", "proxy_aware"] = "maximize_dev"
     domain_weights: dict[str, float] = {}
     untrusted_domains: list[str] = []
     checkpoint_criterion: Literal["objective", "last"] = "objective"
     provenance: list[Provenance] = []
+
+    @field_validator("domain_weights")
+    @classmethod
+    def _weights_finite_and_non_negative(cls, weights: dict[str, float]) -> dict[str, float]:
+        bad = {d: w for d, w in weights.items() if w < 0 or not math.isfinite(w)}
+        if bad:
+            raise ValueError(f"domain weights must be finite and >= 0: {bad}")
+        return weights
 
 
 class ExternalPlan(BaseModel):
