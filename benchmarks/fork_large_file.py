@@ -28,10 +28,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from evotrain.fileio import atomic_write_text
+from evotrain.fileio import atomic_write_text, remove_tree
 from evotrain.sandbox.fork import fork_sandbox
 from evotrain.sandbox.violations import detect_violations
-from evotrain.substrate.snapshot import remove_tree, snapshot_substrate, verify_snapshot
+from evotrain.substrate.snapshot import snapshot_substrate, verify_snapshot
 from evotrain.substrate.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evotrain.campaign.config import CommandTargetConfig
 from evotrain.campaign.init import init_campaign
-from evotrain.campaign.layout import CampaignPaths
-from evotrain.trial.manifest import Manifest
+from evotrain.external.config import CommandTargetConfig
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths, CandidatePaths
+from evotrain.records.layout import CampaignPaths, CandidatePaths
 from evotrain.substrate.spec import SubstrateSpec, load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

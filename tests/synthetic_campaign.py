@@ -13,13 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.evidence.collector import collect_evidence
-from evotrain.evidence.schema import Evidence
-from evotrain.policy.schema import Policy
+from evotrain.records.evidence import Evidence
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import (
+    CheckpointEval,
+    DomainScore,
+    ExternalResult,
+    Failure,
+    KnobChange,
+    Manifest,
+    Selection,
+    Violation,
+)
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import Axis, Commands, Knob, Metric, SearchSpace, SubstrateSpec
-from evotrain.trial.manifest import CheckpointEval, DomainScore, ExternalResult, Failure, Manifest, Selection, Violation
-from evotrain.workers.protocol import KnobChange
 
 DOMAINS = ["cipher", "equations", "numeral"]
 BASE_RECIPE = "lr = 0.001\nwarmup = 10\n\n[mix]\ncipher = 1.0\nequations = 1.0\nnumeral = 1.0\n"

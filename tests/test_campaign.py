@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.cli import app
 from evotrain.errors import IntegrityError
-from evotrain.evidence.schema import SECTIONS
 from evotrain.fileio import read_jsonl
-from evotrain.policy.schema import Policy
+from evotrain.records.evidence import SECTIONS
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.policy import Policy
 from evotrain.trial.trace import Trace
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
 

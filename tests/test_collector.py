@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 from evotrain.evidence.render import render_evidence_markdown
-from evotrain.evidence.schema import SECTIONS, Evidence
 from evotrain.policy.initial import initial_policy
-from evotrain.policy.schema import DeadEnd, StandingRecipe
-from evotrain.trial.manifest import Violation
+from evotrain.records.evidence import SECTIONS, Evidence
+from evotrain.records.manifest import Violation
+from evotrain.records.policy import DeadEnd, StandingRecipe
 
 from .synthetic_campaign import BASE_RECIPE, DOMAINS, SPEC, SyntheticCampaign, change, diff_for
 

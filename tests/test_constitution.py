@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from evotrain.errors import ConfigError, ConstitutionViolation
-from evotrain.evidence.schema import Evidence
 from evotrain.policy.constitution import (
     DEFAULT_CONSTITUTION_PATH,
     Constitution,
@@ -17,8 +16,9 @@ from evotrain.policy.constitution import (
 )
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.meta_rules import RuleMetaAgent
-from evotrain.policy.schema import DeadEnd, Policy, StandingRecipe
-from evotrain.trial.manifest import Manifest
+from evotrain.records.evidence import Evidence
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import DeadEnd, Policy, StandingRecipe
 
 from .synthetic_campaign import BASE_RECIPE, SPEC, SyntheticCampaign, change, diff_for
 

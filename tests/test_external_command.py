@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.config import CommandTargetConfig, parse_external_spec
 from evotrain.errors import ConfigError
 from evotrain.external.command import CommandTarget, ExternalTargetError
+from evotrain.external.config import CommandTargetConfig, parse_external_spec
 
 SCORER = """
 import json, sys

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evotrain.campaign.layout import CandidatePaths
 from evotrain.executors.local import LocalExecutor
-from evotrain.policy.schema import Policy, SelectionObjective
+from evotrain.records.layout import CandidatePaths
+from evotrain.records.manifest import Failure
+from evotrain.records.policy import Policy, SelectionObjective
 from evotrain.substrate.spec import Commands, ResourceOverride, SubstrateSpec
 from evotrain.trial.harness import TrialOutcome, run_predict, run_trial_steps
-from evotrain.trial.manifest import Failure
 from evotrain.trial.trace import Trace
 
 Candidate = tuple[Path, CandidatePaths]

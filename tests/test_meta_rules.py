@@ -9,7 +9,7 @@ from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, check_policy
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.policy.render import render_policy_markdown
-from evotrain.policy.schema import Policy
+from evotrain.records.policy import Policy
 
 from .synthetic_campaign import BASE_RECIPE, SPEC, SyntheticCampaign, change
 
@@ -56,7 +56,7 @@ def test_promotion_above_the_threshold_becomes_the_standing_recipe(tmp_path: Pat
     assert recipe.source == "r0001/c02-optimizer"
     assert recipe.files == {"recipe.toml": LR3}
     assert "+lr = 0.003" in recipe.diff
-    assert [ch["knob"] for ch in recipe.changes] == ["lr"]
+    assert [ch.knob for ch in recipe.changes] == ["lr"]
     assert recipe.provenance and recipe.provenance[-1].round == 1
     assert (c.paths.substrate / "recipe.toml").read_text() == BASE_RECIPE  # never written into the substrate
     assert any(p.action == "promote" for p in nxt.changelog)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.policy.schema import DeadEnd, StandingRecipe
+from evotrain.records.policy import DeadEnd, StandingRecipe
 from evotrain.sandbox.diff import recipe_diff
 from evotrain.sandbox.fork import fork_sandbox
 from evotrain.sandbox.knobs import read_knob

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.fileio import read_jsonl
+from evotrain.records.layout import CampaignPaths
 from evotrain.trial.trace import Trace
 
 from .campaign_helpers import comparable, make_tiny_campaign, manifests

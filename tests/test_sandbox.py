@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evotrain.errors import ConfigError, IntegrityError
-from evotrain.policy.schema import StandingRecipe
+from evotrain.records.policy import StandingRecipe
 from evotrain.sandbox.diff import UnrepresentableRecipe, editable_files_changed, recipe_diff
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox, temp_path
 from evotrain.sandbox.knobs import read_knob, write_knob

@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from evotrain.errors import ConfigError, IntegrityError
-from evotrain.substrate.snapshot import (
-    hash_file,
-    load_hashes,
-    remove_tree,
-    save_hashes,
-    snapshot_substrate,
-    verify_snapshot,
-)
+from evotrain.fileio import hash_file, remove_tree
+from evotrain.substrate.snapshot import load_hashes, save_hashes, snapshot_substrate, verify_snapshot
 
 SUBSTRATE = Path(__file__).parent / "data" / "sandbox_substrate"
 

@@ -9,17 +9,11 @@ from typing import Any
 import pytest
 
 from evotrain.errors import ConfigError
-from evotrain.policy.schema import SelectionObjective
+from evotrain.records.evaluation import EvalReport
+from evotrain.records.manifest import CheckpointEval, DomainScore
+from evotrain.records.policy import SelectionObjective
 from evotrain.substrate.spec import Metric
-from evotrain.trial.evaluation import (
-    BadOutputError,
-    EvalReport,
-    load_eval_report,
-    objective,
-    overall,
-    select_checkpoint,
-)
-from evotrain.trial.manifest import CheckpointEval, DomainScore
+from evotrain.trial.evaluation import BadOutputError, load_eval_report, objective, overall, select_checkpoint
 
 METRIC = Metric(name="accuracy", domains=["a", "b"], aggregate="items")
 

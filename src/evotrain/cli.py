@@ -25,21 +25,21 @@ from rich.progress import (
 from rich.table import Table
 
 from evotrain.campaign.audit import audit_campaign
-from evotrain.campaign.config import parse_external_spec
+from evotrain.campaign.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.campaign.init import init_campaign, open_campaign
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.campaign.plan import CandidatePlan
 from evotrain.campaign.status import RoundStatus, campaign_status
 from evotrain.errors import ConfigError, EvotrainError
-from evotrain.evidence.schema import Evidence
-from evotrain.executors.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
+from evotrain.external.config import parse_external_spec
 from evotrain.hf_lora.cli import substrate_app
 from evotrain.leaderboard.cli import leaderboard_app
-from evotrain.policy.schema import Policy
-from evotrain.trial.manifest import Manifest
+from evotrain.records.evidence import Evidence
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import Policy
 from evotrain.workers.select import AGENT_KINDS, META_KINDS, AgentChoice, build_meta_agent, build_worker
 from evotrain.workers.trial_cli import trial_app
 

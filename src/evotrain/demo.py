@@ -27,9 +27,10 @@ from pathlib import Path
 
 import httpx
 
-from evotrain.campaign.config import LeaderboardTargetConfig, load_config
+from evotrain.campaign.config import load_config
 from evotrain.campaign.init import init_campaign
 from evotrain.errors import EvotrainError
+from evotrain.external.config import LeaderboardTargetConfig
 from evotrain.leaderboard.store import Budget, LeaderboardStore
 from evotrain.substrate.spec import SPEC_FILENAME
 

@@ -14,12 +14,12 @@ from typing import Any, Literal
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.errors import IntegrityError
 from evotrain.fileio import read_jsonl
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
 from evotrain.substrate.snapshot import load_hashes, verify_snapshot
-from evotrain.trial.manifest import Manifest
 from evotrain.workers.cli_agents import ClaudeCodeWorker, CLIAgentConfig
 from evotrain.workers.containment import bwrap_problem
 

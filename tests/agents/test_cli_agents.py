@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
-from evotrain.trial.manifest import Manifest
-from evotrain.workers.budget import AgentBudget, ModelPrice
+from evotrain.llm_api import ModelPrice
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
+from evotrain.workers.budget import AgentBudget
 from evotrain.workers.cli_agents import CLAUDE_ALLOWED_TOOLS, ClaudeCodeWorker, CLIAgentConfig, CodexWorker
 
 from ..campaign_helpers import EXAMPLES, make_tiny_campaign, manifests

@@ -28,10 +28,10 @@ from typing import Any
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.fileio import read_jsonl
-from evotrain.trial.manifest import Manifest
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
 from evotrain.workers.budget import AgentBudget
 from evotrain.workers.openai_worker import OpenAIConfig, OpenAIWorker
 from evotrain.workers.sandbox_tools import TOOL_SCHEMAS

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.policy.meta_llm import LLMMetaAgent, LLMMetaConfig, MetaRecord, PolicyUpdate
-from evotrain.policy.schema import Policy, SelectionObjective
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.policy import Policy, SelectionObjective
 
 from ..campaign_helpers import make_tiny_campaign
 from .replay_server import ReplayServer

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.fileio import read_jsonl
+from evotrain.llm_api import ModelPrice
+from evotrain.records.layout import CampaignPaths
 from evotrain.trial.trace import Trace
-from evotrain.workers.budget import AgentBudget, ModelPrice, RoundLedger
+from evotrain.workers.budget import AgentBudget, RoundLedger
 from evotrain.workers.openai_worker import OpenAIConfig, OpenAIWorker
 
 from ..campaign_helpers import make_tiny_campaign, manifests

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from evotrain.campaign.config import load_config, save_config
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.loop import Campaign
 from evotrain.errors import ConfigError
 from evotrain.executors.factory import ExecutorSettings, build_executor
 from evotrain.executors.slurm import SlurmConfig, SlurmExecutor
 from evotrain.executors.slurm_job import JobRecord
 from evotrain.fileio import read_jsonl
+from evotrain.records.layout import CampaignPaths
 from evotrain.trial.trace import Trace
 
 from ..campaign_helpers import EXAMPLES, make_tiny_campaign, manifests

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.layout import CampaignPaths
+from evotrain.records.layout import CampaignPaths
 from evotrain.trial.trace import Trace
 
 from ..campaign_helpers import EXAMPLES, make_tiny_campaign, manifests

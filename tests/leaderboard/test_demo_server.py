@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evotrain.campaign.config import LeaderboardTargetConfig, load_config
+from evotrain.campaign.config import load_config
 from evotrain.campaign.init import init_campaign
 from evotrain.demo import TOKEN_ENV, URL_ENV, DemoPaths, demo_leaderboard, external_target
+from evotrain.external.config import LeaderboardTargetConfig
 from evotrain.external.factory import build_target
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.config import KaggleTargetConfig
 from evotrain.external.command import ExternalTargetError
+from evotrain.external.config import KaggleTargetConfig
 from evotrain.external.kaggle import KaggleTarget, parse_submissions_csv, predictions_csv, submission_tag
 
 from .server import write_predictions

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.config import LeaderboardTargetConfig
 from evotrain.external.command import ExternalTargetError
+from evotrain.external.config import LeaderboardTargetConfig
 from evotrain.external.leaderboard import LeaderboardTarget
 from evotrain.leaderboard.board import load_board
 from evotrain.puzzles.score import load_answers, score

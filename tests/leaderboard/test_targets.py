@@ -7,23 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.campaign.config import (
+from evotrain.campaign.config import load_config
+from evotrain.campaign.init import init_campaign
+from evotrain.campaign.loop import Campaign
+from evotrain.errors import ConfigError
+from evotrain.external.command import CommandTarget
+from evotrain.external.config import (
     CommandTargetConfig,
     KaggleTargetConfig,
     LeaderboardTargetConfig,
-    load_config,
     parse_external_spec,
 )
-from evotrain.campaign.init import init_campaign
-from evotrain.campaign.layout import CampaignPaths
-from evotrain.campaign.loop import Campaign
-from evotrain.errors import ConfigError
-from evotrain.evidence.schema import Evidence
-from evotrain.external.command import CommandTarget
 from evotrain.external.factory import build_target
 from evotrain.external.kaggle import KaggleTarget
 from evotrain.external.leaderboard import LeaderboardTarget
-from evotrain.trial.manifest import Manifest
+from evotrain.records.evidence import Evidence
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
 
 from .server import LeaderboardProcess
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.campaign.status import campaign_status
 from evotrain.cli import app
+from evotrain.records.layout import CampaignPaths
 
 from .checks import CampaignFiles
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
-from evotrain.campaign.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.errors import ConstitutionViolation, EvotrainError
-from evotrain.evidence.schema import SECTIONS, Evidence
-from evotrain.fileio import read_jsonl
+from evotrain.fileio import hash_file, read_jsonl
 from evotrain.policy.constitution import Constitution, enforce
-from evotrain.policy.schema import Policy
-from evotrain.substrate.snapshot import hash_file
+from evotrain.records.evaluation import read_eval_report
+from evotrain.records.evidence import SECTIONS, Evidence
+from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import Manifest
 from evotrain.trial.trace import Trace
 
 
@@ -81,12 +80,12 @@ def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, pr
     for ckpt in manifest.checkpoints:
         report = paths.root / ckpt.report
         try:
-            domains = json.loads(report.read_text())["domains"]
-        except (FileNotFoundError, KeyError, json.JSONDecodeError):
+            domains = read_eval_report(report).domains
+        except (FileNotFoundError, UnicodeDecodeError, ValidationError):
             problems.append(f"{report}: evaluation report missing or unreadable")
             continue
         for domain, score in ckpt.domains.items():
-            if domain not in domains or abs(float(domains[domain]["score"]) - score.score) > 1e-12:
+            if domain not in domains or abs(domains[domain].score - score.score) > 1e-12:
                 problems.append(f"{cp.manifest}: {ckpt.checkpoint} {domain} score differs from {report}")
     return manifest
 

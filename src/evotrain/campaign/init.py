@@ -9,13 +9,14 @@ import shutil
 from pathlib import Path
 
 from evotrain import __version__
-from evotrain.campaign.config import CampaignConfig, ExternalConfig, load_config, save_config
-from evotrain.campaign.layout import CampaignPaths
+from evotrain.campaign.config import CampaignConfig, load_config, save_config
 from evotrain.errors import ConfigError, IntegrityError
+from evotrain.external.config import ExternalConfig
 from evotrain.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir
 from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, Constitution, load_constitution
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.render import render_policy_markdown
+from evotrain.records.layout import CampaignPaths
 from evotrain.substrate.snapshot import SubstrateHashes, load_hashes, save_hashes, snapshot_substrate, verify_snapshot
 from evotrain.substrate.spec import SubstrateSpec, load_spec
 

@@ -19,29 +19,29 @@ from typing import Any, Protocol
 
 from evotrain.campaign.config import CampaignConfig
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
-from evotrain.campaign.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.campaign.plan import CandidatePlan, plan_round
 from evotrain.errors import ConfigError, EvotrainError, IntegrityError
 from evotrain.evidence.collector import collect_evidence
 from evotrain.evidence.render import render_evidence_markdown
-from evotrain.evidence.schema import Evidence
 from evotrain.executors.local import LocalExecutor
 from evotrain.executors.protocol import Executor
 from evotrain.external.factory import build_target
 from evotrain.external.protocol import ExternalTarget
-from evotrain.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl
+from evotrain.fileio import append_jsonl, atomic_write_json, atomic_write_text, hash_file, read_jsonl
 from evotrain.policy.constitution import Constitution, enforce
 from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.policy.render import render_policy_markdown
-from evotrain.policy.schema import Policy, StandingRecipe
+from evotrain.records.evidence import Evidence
+from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
+from evotrain.records.manifest import Cost, ExternalResult, Failure, Manifest
+from evotrain.records.policy import Policy, StandingRecipe
 from evotrain.sandbox.diff import editable_files_changed, recipe_diff
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
 from evotrain.sandbox.violations import detect_violations
-from evotrain.substrate.snapshot import SubstrateHashes, hash_file
+from evotrain.substrate.snapshot import SubstrateHashes
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.trial.harness import run_predict, run_trial_steps
-from evotrain.trial.manifest import Cost, ExternalResult, Failure, Manifest
 from evotrain.trial.trace import Trace
 from evotrain.workers.mutator import MutatorWorker
 from evotrain.workers.protocol import Worker, WorkerRequest, WorkerResult

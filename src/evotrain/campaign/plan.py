@@ -7,9 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from evotrain.campaign.layout import candidate_dirname
-from evotrain.campaign.seeds import derive_seed
-from evotrain.policy.schema import Policy
+from evotrain.records.ids import candidate_dirname, derive_seed
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import SubstrateSpec
 
 

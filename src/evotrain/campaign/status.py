@@ -11,13 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evotrain.campaign.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.errors import EvotrainError
 from evotrain.fileio import read_jsonl
-from evotrain.policy.schema import Policy, SelectionObjective
+from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import Policy, SelectionObjective
 from evotrain.substrate.spec import Metric, load_spec
 from evotrain.trial.evaluation import load_eval_report, objective
-from evotrain.trial.manifest import Manifest
 from evotrain.trial.trace import Trace, TraceEvent
 
 

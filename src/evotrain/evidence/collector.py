@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.errors import EvotrainError
 from evotrain.evidence import stats
-from evotrain.evidence.schema import (
+from evotrain.records.evaluation import EvalReport, read_eval_report
+from evotrain.records.evidence import (
     AxisPattern,
     Calibration,
     CalibrationPoint,
@@ -31,10 +31,12 @@ from evotrain.evidence.schema import (
     RationaleAuditEntry,
     Surprise,
 )
-from evotrain.policy.schema import Policy
+from evotrain.records.ids import statistics_seed
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import CheckpointEval, Manifest
+from evotrain.records.policy import Policy
 from evotrain.sandbox.diff import editable_files_changed
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import CheckpointEval, DomainScore, Manifest
 
 # Failures that say something about the recipe (as opposed to the worker, or the cluster).
 RECIPE_FAILURES = frozenset(
@@ -45,31 +47,11 @@ FAR_ABOVE = 2.0  # "far above noise": a dev gain at least this many promotion th
 
 
 # ---- evaluation reports --------------------------------------------------------------------------------------
-class ReportItem(BaseModel):
-    id: str
-    domain: str
-    score: float
-
-
-class EvalReport(BaseModel):
-    """The evaluation report a substrate's `evaluate` step writes (docs/substrate-format.md)."""
-
-    metric: str
-    domains: dict[str, DomainScore]
-    items: list[ReportItem] | None = None
-
-    def item_scores(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = defaultdict(dict)
-        for item in self.items or []:
-            out[item.domain][item.id] = item.score
-        return dict(out)
-
-
 def load_eval_report(campaign_root: Path, relpath: str) -> tuple[EvalReport | None, str | None]:
     """The report, or None and the reason it could not be read (the collector falls back to unpaired stats)."""
     path = campaign_root / relpath
     try:
-        return EvalReport.model_validate_json(path.read_text()), None
+        return read_eval_report(path), None
     except FileNotFoundError:
         return None, f"evaluation report {relpath} is missing"
     except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -358,7 +340,7 @@ def _gain_estimate(m: Manifest, anchor: Manifest, ctx: _Round) -> stats.PairedGa
             anchor_report.item_scores(),
             ctx.weights,
             sign=ctx.sign,
-            seed=stats.stable_seed(ctx.round_no, m.candidate_id),
+            seed=statistics_seed(ctx.round_no, m.candidate_id),
         )
         if paired is not None:
             return paired
@@ -478,7 +460,7 @@ def calibrate(ctx: _Round) -> Calibration:
     paired = [(p.dev_gain, p.external_gain) for p in points if p.dev_gain is not None and p.external_gain is not None]
     xs = [x for x, _ in paired]
     ys = [y for _, y in paired]
-    rho, interval = stats.spearman_with_interval(xs, ys, seed=stats.stable_seed("calibration", ctx.round_no))
+    rho, interval = stats.spearman_with_interval(xs, ys, seed=statistics_seed("calibration", ctx.round_no))
     domains = []
     for d in ctx.spec.metric.domains:
         pairs = per_domain.get(d, [])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evotrain.evidence.schema import SECTIONS, Calibration, Evidence, Interval
+from evotrain.records.evidence import SECTIONS, Calibration, Evidence, Interval
 
 SECTION_TITLES = {
     "candidates": "per-candidate summary",

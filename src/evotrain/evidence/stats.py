@@ -6,7 +6,6 @@ the meta agents compute the same quantities the same way.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,17 +15,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from evotrain.trial.manifest import Manifest
+from evotrain.records.manifest import Manifest
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 _BOOTSTRAP_CHUNK = 250  # resamples drawn at once: bounds memory for dev sets of many thousand items
-
-
-def stable_seed(*parts: object) -> int:
-    """A seed that depends only on its parts (Python's hash() is salted per process)."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-    return int(digest[:12], 16)
 
 
 # ---- the objective -------------------------------------------------------------------------------------------

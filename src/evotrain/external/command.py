@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from evotrain.campaign.config import CommandTargetConfig
 from evotrain.errors import EvotrainError
+from evotrain.external.config import CommandTargetConfig
 from evotrain.external.protocol import ExternalScore
 
 

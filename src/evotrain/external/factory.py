@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from evotrain.campaign.config import (
-    CommandTargetConfig,
-    ExternalConfig,
-    KaggleTargetConfig,
-    LeaderboardTargetConfig,
-)
 from evotrain.external.command import CommandTarget
+from evotrain.external.config import CommandTargetConfig, ExternalConfig, KaggleTargetConfig, LeaderboardTargetConfig
 from evotrain.external.kaggle import KaggleTarget
 from evotrain.external.leaderboard import LeaderboardTarget
 from evotrain.external.protocol import ExternalTarget

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from evotrain.campaign.config import KaggleTargetConfig
 from evotrain.external.command import ExternalTargetError
+from evotrain.external.config import KaggleTargetConfig
 from evotrain.external.leaderboard import idempotency_key, read_predictions
 from evotrain.external.protocol import ExternalScore
 from evotrain.fileio import atomic_write_text

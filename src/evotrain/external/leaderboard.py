@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from evotrain.campaign.config import LeaderboardTargetConfig
 from evotrain.errors import ConfigError
 from evotrain.external.command import ExternalTargetError
+from evotrain.external.config import LeaderboardTargetConfig
 from evotrain.external.protocol import ExternalScore
 
 SUBMISSIONS = "/api/v1/submissions"

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evotrain.errors import ConfigError, ConstitutionViolation
 from evotrain.evidence import stats
-from evotrain.evidence.schema import DomainCalibration, Evidence
-from evotrain.policy.schema import Policy
+from evotrain.records.evidence import DomainCalibration, Evidence
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import Manifest
 
 DEFAULT_CONSTITUTION_PATH = Path(str(importlib.resources.files("evotrain").joinpath("assets/constitution.md")))
 _TOML_BLOCK = re.compile(r"^```toml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)

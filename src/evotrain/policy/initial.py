@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evotrain.policy.schema import AxisState, NoiseRules, Policy, Provenance, SelectionObjective
+from evotrain.records.policy import AxisState, NoiseRules, Policy, Provenance, SelectionObjective
 from evotrain.substrate.spec import SubstrateSpec
 
 DECLARED = Provenance(round=0, action="declared", reason="round 0: declared by the substrate")

@@ -21,16 +21,16 @@ from typing import Any, Literal
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evotrain.campaign.layout import CampaignPaths
 from evotrain.errors import ConfigError
-from evotrain.evidence.schema import Evidence
 from evotrain.fileio import atomic_write_json
+from evotrain.llm_api import ModelPrice, api_key, make_client
 from evotrain.policy.constitution import Constitution, check_policy_update
 from evotrain.policy.meta_rules import RuleMetaAgent
-from evotrain.policy.schema import DeadEnd, Policy, Provenance, StandingRecipe
+from evotrain.records.evidence import Evidence
+from evotrain.records.layout import CampaignPaths
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import Manifest
-from evotrain.workers.budget import ModelPrice
 
 META_RECORD = "meta.json"
 MEASURED_ACTIONS = ("noise", "external")  # rule-agent changelog entries that are measurements, kept as they are
@@ -142,14 +142,14 @@ class LLMMetaAgent:
             raise ConfigError(
                 "the llm meta agent needs a model name", fix="pass --meta-model or set EVOTRAIN_META_MODEL"
             )
-        key = os.environ.get(config.api_key_env) or ("local" if base_url else "")
+        key = api_key(config.api_key_env, base_url)
         if not key:
             raise ConfigError(
                 f"no API key for the llm meta agent: {config.api_key_env} is not set",
                 fix=f"export {config.api_key_env}=…, or pass a local base URL",
             )
         self.model = model
-        self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=config.request_timeout_s)
+        self.client = make_client(base_url, key, config.request_timeout_s)
         self.last_record: MetaRecord | None = None
 
     def propose(
@@ -299,7 +299,7 @@ def _promoted(source: str, previous: Policy, evidence: Evidence, history: list[M
         files=dict(summary.recipe_files),
         diff=manifest.recipe_diff,
         source=source,
-        changes=[*previous.standing_recipe.changes, *(c.model_dump(mode="json") for c in manifest.changes)],
+        changes=[*previous.standing_recipe.changes, *manifest.changes],
         provenance=[*previous.standing_recipe.provenance, entry],
     )
 

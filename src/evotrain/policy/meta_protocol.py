@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from evotrain.evidence.schema import Evidence
 from evotrain.policy.constitution import Constitution
-from evotrain.policy.schema import Policy
+from evotrain.records.evidence import Evidence
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import Manifest
 
 
 class MetaAgent(Protocol):

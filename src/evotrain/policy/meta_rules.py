@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from evotrain.evidence import stats
 from evotrain.evidence.collector import RECIPE_FAILURES, round_axis_verdicts
-from evotrain.evidence.schema import CandidateSummary, Evidence
 from evotrain.policy.constitution import Constitution, may_trust_again, promotion_refusals, transferred_gains
-from evotrain.policy.schema import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
+from evotrain.records.evidence import CandidateSummary, Evidence
+from evotrain.records.manifest import Manifest
+from evotrain.records.policy import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import Manifest
 
 BASE_ASK = "explore your assigned axis with one clear, single-variable change and say why you expect it to help"
 FREE_FORM = "(free-form edit)"  # the knob name of a dead end recorded for an edit that declared no knob change
@@ -299,7 +299,7 @@ def _promote(step: _Step, c: _Contender) -> bool:
         files=dict(files),
         diff=source.recipe_diff,
         source=c.source,
-        changes=[*previous.changes, *(ch.model_dump(mode="json") for ch in source.changes)],
+        changes=[*previous.changes, *source.changes],
         provenance=[*previous.provenance, entry],
     )
     return True

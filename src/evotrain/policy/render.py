@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evotrain.policy.schema import DeadEnd, Policy, Provenance
+from evotrain.records.policy import DeadEnd, Policy, Provenance
 
 DEAD_ENDS_TITLE = "Don't waste budget on"
 
@@ -30,7 +30,7 @@ def _standing_recipe(policy: Policy) -> list[str]:
     if recipe.changes:
         lines += ["", "Promoted changes:"]
         for c in recipe.changes:
-            lines.append(f"- {c.get('axis')}.{c.get('knob')} ({c.get('file')}:{c.get('key')}) → {c.get('new')!r}")
+            lines.append(f"- {c.axis}.{c.knob} ({c.file}:{c.key}) → {c.new!r}")
     if recipe.diff:
         fence = "````" if "```" in recipe.diff else "```"
         lines += ["", f"{fence}diff", recipe.diff.rstrip("\n"), fence]

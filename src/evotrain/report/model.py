@@ -13,13 +13,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from evotrain.campaign.init import open_campaign
-from evotrain.campaign.layout import CampaignPaths, RoundPaths
 from evotrain.errors import ConfigError
-from evotrain.evidence.schema import Calibration, CandidateSummary, Evidence
 from evotrain.fileio import read_jsonl
-from evotrain.policy.schema import Policy, Provenance
+from evotrain.records.evidence import Calibration, CandidateSummary, Evidence
+from evotrain.records.layout import CampaignPaths, RoundPaths
+from evotrain.records.manifest import Cost, Manifest
+from evotrain.records.policy import Policy, Provenance
 from evotrain.substrate.spec import load_spec
-from evotrain.trial.manifest import Cost, Manifest
 
 # Changelog actions that say what the policy learned (shown in the trajectory table); the routine ones (noise
 # band refreshed, external best restated, kept) are in the policy section only.

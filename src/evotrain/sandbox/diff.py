@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from evotrain.errors import EvotrainError
-from evotrain.substrate.snapshot import iter_tree
+from evotrain.fileio import iter_tree
 from evotrain.substrate.spec import SubstrateSpec
 
 DEV_NULL = "/dev/null"

@@ -17,17 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from evotrain.errors import ConfigError
-from evotrain.fileio import atomic_write_text, fsync_dir
-from evotrain.policy.schema import StandingRecipe
-from evotrain.substrate.snapshot import (
-    READ_ONLY_EXECUTABLE,
-    READ_ONLY_FILE,
-    copy_file_fast,
-    fsync_file,
-    iter_tree,
-    reflink,
-    remove_tree,
-)
+from evotrain.fileio import atomic_write_text, copy_file_fast, fsync_dir, fsync_file, iter_tree, reflink, remove_tree
+from evotrain.records.policy import StandingRecipe
+from evotrain.substrate.snapshot import READ_ONLY_EXECUTABLE, READ_ONLY_FILE
 from evotrain.substrate.spec import SubstrateSpec
 
 WRITABLE_FILE = 0o644

@@ -19,9 +19,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from evotrain.substrate.snapshot import FileRecord, SubstrateHashes, hash_file, iter_tree, same_inode
+from evotrain.fileio import hash_file, iter_tree, same_inode
+from evotrain.records.manifest import Violation
+from evotrain.substrate.snapshot import FileRecord, SubstrateHashes
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.trial.manifest import Violation
 
 
 def _edit_kind(relpath: str, spec: SubstrateSpec) -> Literal["frozen_edit", "shared_edit"]:

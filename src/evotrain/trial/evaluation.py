@@ -10,40 +10,18 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from evotrain.errors import ConfigError, EvotrainError
-from evotrain.policy.schema import SelectionObjective
+from evotrain.records.evaluation import EvalReport
+from evotrain.records.manifest import CheckpointEval, DomainScore, Selection
+from evotrain.records.policy import SelectionObjective
 from evotrain.substrate.spec import Metric
-from evotrain.trial.manifest import CheckpointEval, DomainScore, Selection
 
 
 class BadOutputError(EvotrainError):
     """A step's output file exists but fails validation; the trial fails with class `bad_output`."""
-
-
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class ReportDomain(BaseModel):
-    score: FiniteFloat
-    n: Annotated[int, Field(ge=1)]
-
-
-class ReportItem(BaseModel):
-    id: str
-    domain: str
-    score: FiniteFloat
-
-
-class EvalReport(BaseModel):
-    """`{"metric": …, "domains": {name: {"score", "n"}}, "items": [{"id", "domain", "score"}]}` (items optional)."""
-
-    metric: str
-    domains: dict[str, ReportDomain]
-    items: list[ReportItem] | None = None
 
 
 def _bad(path: Path, message: str, fix: str) -> BadOutputError:

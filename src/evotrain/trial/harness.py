@@ -14,13 +14,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from evotrain.campaign.layout import CandidatePaths
 from evotrain.errors import ConfigError
 from evotrain.executors.protocol import Executor, StepOutcome
-from evotrain.policy.schema import Policy
+from evotrain.records.layout import CandidatePaths
+from evotrain.records.manifest import CheckpointEval, Cost, Failure, Selection, StepCost
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
-from evotrain.trial.manifest import CheckpointEval, Cost, Failure, Selection, StepCost
 from evotrain.trial.steps import build_request, failure_class, run_step
 from evotrain.trial.trace import Trace
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from evotrain.errors import ConfigError
 from evotrain.executors.protocol import Executor, JobRef, StepOutcome, StepRequest
+from evotrain.records.manifest import FailureClass
 from evotrain.substrate.spec import PLACEHOLDERS, SPEC_FILENAME, Step, SubstrateSpec
-from evotrain.trial.manifest import FailureClass
 from evotrain.trial.trace import Trace
 
 _PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_]+)\}")

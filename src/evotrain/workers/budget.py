@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evotrain.workers.protocol import WorkerUsage
+from evotrain.records.manifest import WorkerUsage
 
 
 class AgentBudget(BaseModel):
@@ -28,18 +28,6 @@ class AgentBudget(BaseModel):
     max_usd: Annotated[float, Field(ge=0)] | None = None
     round_tokens: Annotated[int, Field(ge=1)] | None = None
     round_usd: Annotated[float, Field(ge=0)] | None = None
-
-
-class ModelPrice(BaseModel):
-    """USD per million tokens. The default is 0 (a local model): give the real figures for a hosted API."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input_per_mtok: Annotated[float, Field(ge=0)] = 0.0
-    output_per_mtok: Annotated[float, Field(ge=0)] = 0.0
-
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
 
 
 class RoundLedger:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from evotrain.environment import scrub_env
 from evotrain.executors.local import group_members
-from evotrain.substrate.snapshot import iter_tree
+from evotrain.fileio import iter_tree
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.workers.context import CONTEXT_ENV, AgentContext
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from evotrain.campaign.seeds import derive_seed
 from evotrain.errors import ConfigError
 from evotrain.fileio import atomic_write_json
+from evotrain.records.ids import derive_seed
 from evotrain.workers.protocol import WorkerRequest
 
 CONTEXT_ENV = "EVOTRAIN_AGENT_CONTEXT"

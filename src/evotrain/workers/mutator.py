@@ -9,17 +9,18 @@ edited only through `evotrain.sandbox.knobs`.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evotrain.policy.schema import DeadEnd
+from evotrain.records.ids import mutator_seed
+from evotrain.records.manifest import KnobChange, WorkerUsage
+from evotrain.records.policy import DeadEnd
 from evotrain.sandbox.knobs import read_knob, write_knob
 from evotrain.substrate.spec import Knob
-from evotrain.workers.protocol import KnobChange, WorkerRequest, WorkerResult, WorkerUsage
+from evotrain.workers.protocol import WorkerRequest, WorkerResult
 
 Direction = Literal["increase", "decrease", "set"]
 
@@ -45,9 +46,8 @@ class Move:
 
 
 def rng_for(campaign_seed: int, round_no: int, candidate_id: str) -> random.Random:
-    """A generator seeded from a stable hash (Python's hash() is salted per process, so it is not used)."""
-    digest = hashlib.sha256(f"mutator\0{campaign_seed}\0{round_no}\0{candidate_id}".encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    """The mutator's generator for one candidate, seeded by `records.ids.mutator_seed`."""
+    return random.Random(mutator_seed(campaign_seed, round_no, candidate_id))
 
 
 def round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float:

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from evotrain.errors import ConfigError
 from evotrain.fileio import append_jsonl
+from evotrain.llm_api import ModelPrice, api_key, make_client
 from evotrain.workers.agent_prompt import task_prompt
-from evotrain.workers.budget import AgentBudget, BudgetMeter, ModelPrice, RoundLedger
+from evotrain.workers.budget import AgentBudget, BudgetMeter, RoundLedger
 from evotrain.workers.containment import agent_env
 from evotrain.workers.context import context_for, write_context
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
@@ -57,8 +58,7 @@ class OpenAIConfig(BaseModel):
                 "the openai worker needs a model name",
                 fix="pass --agent-model, or set EVOTRAIN_AGENT_MODEL",
             )
-        # a local server (vLLM, Ollama, llama.cpp) accepts any key; the SDK insists on a non-empty one
-        key = os.environ.get(self.api_key_env) or ("local" if base_url else "")
+        key = api_key(self.api_key_env, base_url)
         if not key:
             raise ConfigError(
                 f"no API key: {self.api_key_env} is not set and no base URL names a local server",
@@ -124,9 +124,7 @@ class OpenAIWorker:
         self.base_url, self.model, key = config.resolved()
         self.budget = budget or AgentBudget()
         self.ledger = ledger or RoundLedger()
-        self.client = openai.OpenAI(
-            base_url=self.base_url, api_key=key, max_retries=0, timeout=config.request_timeout_s
-        )
+        self.client = make_client(self.base_url, key, config.request_timeout_s)
 
     def propose(self, request: WorkerRequest) -> WorkerResult:
         session = _Session(self, request)

@@ -8,39 +8,13 @@ Backends: the offline mutator (here); coding-agent CLIs and API tool loops imple
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from evotrain.policy.schema import DeadEnd
+from evotrain.records.manifest import KnobChange, WorkerUsage
+from evotrain.records.policy import DeadEnd
 from evotrain.substrate.spec import Axis, SubstrateSpec
-
-
-class KnobChange(BaseModel):
-    """A machine-readable record of one recipe value a worker changed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    axis: str
-    knob: str
-    file: str
-    key: str
-    old: Any
-    new: Any
-    direction: Literal["increase", "decrease", "set"]
-
-    def describe(self) -> str:
-        return f"{self.axis}.{self.knob} ({self.file}:{self.key}) {self.old!r} → {self.new!r}"
-
-
-class WorkerUsage(BaseModel):
-    turns: int = 0
-    wall_s: float = 0.0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    stopped_for_budget: str | None = None  # the limit an agent worker hit (it was stopped, the trial did not run)
-    transcript: str | None = None  # an agent worker's recorded session (JSONL), relative to its candidate folder
 
 
 class WorkerRequest(BaseModel):

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evotrain.fileio import atomic_write_text
+from evotrain.fileio import atomic_write_text, iter_tree
+from evotrain.records.manifest import KnobChange
 from evotrain.sandbox.knobs import read_knob
-from evotrain.substrate.snapshot import iter_tree
 from evotrain.substrate.spec import SubstrateSpec
-from evotrain.workers.protocol import KnobChange
 
 MAX_READ_CHARS = 20_000
 MAX_OUTPUT_CHARS = 6_000

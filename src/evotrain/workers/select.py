@@ -7,10 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from evotrain.llm_api import ModelPrice
 from evotrain.policy.meta_llm import LLMMetaAgent, LLMMetaConfig
 from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
-from evotrain.workers.budget import AgentBudget, ModelPrice, RoundLedger
+from evotrain.workers.budget import AgentBudget, RoundLedger
 from evotrain.workers.cli_agents import ClaudeCodeWorker, CLIAgentConfig, CodexWorker
 from evotrain.workers.mutator import MutatorWorker
 from evotrain.workers.openai_worker import OpenAIConfig, OpenAIWorker

@@ -18,11 +18,11 @@ import typer
 from evotrain.errors import EvotrainError
 from evotrain.executors.local import LocalExecutor
 from evotrain.fileio import atomic_write_text
-from evotrain.policy.schema import Policy
+from evotrain.records.manifest import CheckpointEval, Failure
+from evotrain.records.policy import Policy
 from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders, load_spec
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
 from evotrain.trial.harness import missing_reports, read_training_summary
-from evotrain.trial.manifest import CheckpointEval, Failure
 from evotrain.trial.steps import build_request, failure_class, run_step
 from evotrain.trial.trace import Trace
 from evotrain.workers.context import AgentContext, load_context

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
-
-from evotrain.workers.protocol import KnobChange, WorkerUsage
+from pydantic import BaseModel, ConfigDict
 
 MANIFEST_VERSION = 1
+
+
+class KnobChange(BaseModel):
+    """A machine-readable record of one recipe value a worker changed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    axis: str
+    knob: str
+    file: str
+    key: str
+    old: Any
+    new: Any
+    direction: Literal["increase", "decrease", "set"]
+
+    def describe(self) -> str:
+        return f"{self.axis}.{self.knob} ({self.file}:{self.key}) {self.old!r} → {self.new!r}"
+
+
+class WorkerUsage(BaseModel):
+    turns: int = 0
+    wall_s: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    stopped_for_budget: str | None = None  # the limit an agent worker hit (it was stopped, the trial did not run)
+    transcript: str | None = None  # an agent worker's recorded session (JSONL), relative to its candidate folder
+
 
 FailureClass = Literal[
     "violation",  # the worker edited a frozen or shared path: the trial did not run

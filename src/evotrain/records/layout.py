@@ -18,14 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def round_dirname(round_no: int) -> str:
-    return f"r{round_no:04d}"
-
-
-def candidate_dirname(index: int, axis: str | None) -> str:
-    """`c01-anchor` for the anchor (index 1), `c02-<axis>` for workers."""
-    return f"c{index:02d}-{axis if axis else 'anchor'}"
+from evotrain.records.ids import candidate_id, round_dirname
 
 
 @dataclass(frozen=True)
@@ -36,7 +29,7 @@ class CandidatePaths:
 
     @property
     def candidate_id(self) -> str:
-        return f"{round_dirname(self.round)}/{self.name}"
+        return candidate_id(self.round, self.name)
 
     @property
     def sandbox(self) -> Path:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from evotrain.records.manifest import KnobChange
+
 POLICY_VERSION = 1
 
 
@@ -29,7 +31,7 @@ class StandingRecipe(BaseModel):
     files: dict[str, str] = {}  # substrate-relative path -> full content
     diff: str = ""  # unified diff against the substrate, for people and agents
     source: str | None = None  # candidate id it was promoted from, e.g. "r0002/c03-optimizer"
-    changes: list[dict[str, Any]] = []  # KnobChange records accumulated by promotions
+    changes: list[KnobChange] = []  # accumulated by promotions
     provenance: list[Provenance] = []
 
 
