@@ -71,8 +71,12 @@ class Scenario:
         self.history = self.c.history(1)
 
     def proposed(self) -> Policy:
-        return RuleMetaAgent().propose(
-            policy=self.previous, evidence=self.evidence, spec=SPEC, history=self.history, constitution=CONSTITUTION
+        return (
+            RuleMetaAgent()
+            .propose(
+                policy=self.previous, evidence=self.evidence, spec=SPEC, history=self.history, constitution=CONSTITUTION
+            )
+            .policy
         )
 
     def breaches(

@@ -22,8 +22,10 @@ def step(c: SyntheticCampaign, policy: Policy) -> Policy:
     """Collect the round's evidence, propose the next policy, and enforce the constitution on it."""
     evidence = c.evidence(policy.round, policy)
     history = c.history(policy.round)
-    proposed = RuleMetaAgent().propose(
-        policy=policy, evidence=evidence, spec=SPEC, history=history, constitution=CONSTITUTION
+    proposed = (
+        RuleMetaAgent()
+        .propose(policy=policy, evidence=evidence, spec=SPEC, history=history, constitution=CONSTITUTION)
+        .policy
     )
     enforce(
         previous=policy, proposed=proposed, evidence=evidence, constitution=CONSTITUTION, spec=SPEC, history=history

@@ -28,7 +28,6 @@ from evotrain.campaign.audit import audit_campaign
 from evotrain.campaign.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.campaign.init import init_campaign, open_campaign
 from evotrain.campaign.loop import Campaign
-from evotrain.campaign.plan import CandidatePlan
 from evotrain.campaign.status import RoundStatus, campaign_status
 from evotrain.errors import ConfigError, EvotrainError
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
@@ -36,6 +35,7 @@ from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
 from evotrain.external.config import parse_external_spec
 from evotrain.hf_lora.cli import substrate_app
 from evotrain.leaderboard.cli import leaderboard_app
+from evotrain.records.events import CandidatePlan
 from evotrain.records.evidence import Evidence
 from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import Manifest
@@ -242,7 +242,7 @@ def _run_with_progress(
                 executor=stoppable,
                 observer=RichObserver(progress),
                 worker=build_worker(agents),
-                meta_agent=build_meta_agent(agents, paths.root),
+                meta_agent=build_meta_agent(agents),
             )
             campaign.run(rounds=rounds, workers=workers, parallel=parallel)
     console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain report {run_dir}` for the report")

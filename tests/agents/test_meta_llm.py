@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from evotrain.campaign.loop import Campaign
-from evotrain.policy.meta_llm import LLMMetaAgent, LLMMetaConfig, MetaRecord, PolicyUpdate
+from evotrain.policy.meta_llm import LLMMetaAgent, LLMMetaConfig, PolicyUpdate
 from evotrain.records.layout import CampaignPaths
+from evotrain.records.meta import MetaRecord
 from evotrain.records.policy import Policy, SelectionObjective
 
 from ..campaign_helpers import make_tiny_campaign
@@ -23,7 +24,7 @@ RECORDINGS = Path(__file__).parent / "recordings"
 def meta_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReplayServer]:
     run = make_tiny_campaign(tmp_path_factory.mktemp("meta"))
     with ReplayServer.from_file(RECORDINGS / "meta_two_rounds.json") as server:
-        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="meta-model"), campaign_root=run)
+        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="meta-model"))
         Campaign(run, meta_agent=meta).run(rounds=2, workers=2)
     return run, server
 
@@ -74,7 +75,7 @@ def test_invalid_output_falls_back_with_the_reason(tmp_path: Path) -> None:
     bad = {"rationale": "promote a ghost", "promote": "r0001/c09-nothing", "extra_field": 1}
     recording = [{"reply": {"content": json.dumps(bad), "usage": {"prompt_tokens": 10, "completion_tokens": 5}}}]
     with ReplayServer(recording) as server:
-        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="m"), campaign_root=run)
+        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="m"))
         Campaign(run, meta_agent=meta).run(rounds=1, workers=2)
     record = _record(run, 1)
     assert record.outcome == "invalid" and "extra_field" in record.reason
@@ -94,7 +95,7 @@ def test_a_negative_domain_weight_is_refused_when_proposed(tmp_path: Path) -> No
     bad = {"rationale": "ignore beta", "objective": {"domain_weights": {"alpha": 1.0, "beta": -0.5}}}
     recording = [{"reply": {"content": json.dumps(bad), "usage": {"prompt_tokens": 10, "completion_tokens": 5}}}]
     with ReplayServer(recording) as server:
-        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="m"), campaign_root=run)
+        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="m"))
         Campaign(run, meta_agent=meta).run(rounds=1, workers=2)
     record = _record(run, 1)
     assert record.outcome == "invalid" and "domain_weights" in record.reason

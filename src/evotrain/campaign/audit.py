@@ -7,10 +7,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
+from evotrain.campaign.store import CampaignStore
 from evotrain.errors import ConstitutionViolation, EvotrainError
-from evotrain.fileio import hash_file, read_jsonl
+from evotrain.fileio import hash_file
 from evotrain.policy.constitution import Constitution, enforce
 from evotrain.records.evaluation import read_eval_report
+from evotrain.records.events import EvidenceWritten, Planned, RoundClosed, RoundEvent
 from evotrain.records.evidence import SECTIONS, Evidence
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.records.manifest import Manifest
@@ -22,6 +24,7 @@ from evotrain.trial.trace import Trace
 def audit_campaign(run_dir: Path) -> list[str]:
     """Every problem found, as a sentence naming the file; an empty list means the campaign is intact."""
     paths, config = open_campaign(run_dir)
+    store = CampaignStore(paths)
     problems: list[str] = []
     try:
         constitution = verify_constitution(paths, config)
@@ -31,30 +34,30 @@ def audit_campaign(run_dir: Path) -> list[str]:
     previous: Policy | None = None
     history: list[Manifest] = []
     for round_paths in paths.rounds():
-        policy = _load_policy(round_paths, problems)
+        policy = _load_policy(store, round_paths, problems)
         if policy is None:
             continue
         if previous is not None and policy.parent_sha256 != previous.sha256():
             problems.append(f"{round_paths.policy_json}: parent_sha256 does not match the previous round's policy")
-        events = list(read_jsonl(round_paths.trace))
-        planned = [e for e in events if e.get("kind") == "planned"]
-        if planned and planned[0].get("policy_sha256") != policy.sha256():
+        events = store.events(round_paths.number)
+        planned = [e for e in events if isinstance(e, Planned)]
+        if planned and planned[0].policy_sha256 != policy.sha256():
             problems.append(f"{round_paths.policy_json}: changed after the round was planned")
         manifests = [m for cp in round_paths.candidates() if (m := _audit_manifest(paths, cp, policy, problems))]
         history.extend(manifests)
-        if any(e.get("kind") == "round_closed" for e in events):
-            evidence = _audit_evidence(round_paths, events, problems)
+        if any(isinstance(e, RoundClosed) for e in events):
+            evidence = _audit_evidence(store, round_paths, events, problems)
             next_round = paths.round(round_paths.number + 1)
-            next_policy = _load_policy(next_round, problems)
+            next_policy = _load_policy(store, next_round, problems)
             if evidence is not None and next_policy is not None:
                 _audit_transition(policy, next_policy, evidence, constitution, spec, history, next_round, problems)
         previous = policy
     return problems
 
 
-def _load_policy(round_paths: RoundPaths, problems: list[str]) -> Policy | None:
+def _load_policy(store: CampaignStore, round_paths: RoundPaths, problems: list[str]) -> Policy | None:
     try:
-        return Policy.model_validate_json(round_paths.policy_json.read_text())
+        return store.read_policy(round_paths.number)
     except FileNotFoundError:
         if round_paths.candidates():
             problems.append(f"{round_paths.policy_json}: missing")
@@ -90,15 +93,17 @@ def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, pr
     return manifest
 
 
-def _audit_evidence(round_paths: RoundPaths, events: list[dict], problems: list[str]) -> Evidence | None:
-    written = [e for e in events if e.get("kind") == "evidence_written"]
+def _audit_evidence(
+    store: CampaignStore, round_paths: RoundPaths, events: list[RoundEvent], problems: list[str]
+) -> Evidence | None:
+    written = [e for e in events if isinstance(e, EvidenceWritten)]
     if not round_paths.evidence_json.exists():
         problems.append(f"{round_paths.evidence_json}: missing for a closed round")
         return None
-    if not written or written[-1].get("sha256") != hash_file(round_paths.evidence_json):
+    if not written or written[-1].sha256 != hash_file(round_paths.evidence_json):
         problems.append(f"{round_paths.evidence_json}: does not match the hash recorded when it was written")
     try:
-        evidence = Evidence.model_validate_json(round_paths.evidence_json.read_text())
+        evidence = store.read_evidence(round_paths.number)
     except ValidationError as exc:
         problems.append(f"{round_paths.evidence_json}: not valid evidence ({exc.error_count()} errors)")
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evotrain.campaign.init import open_campaign
-from evotrain.campaign.loop import campaign_lock
+from evotrain.campaign.store import CampaignBusy, CampaignStore
 from evotrain.errors import EvotrainError
 from evotrain.executors.factory import abandon
 from evotrain.executors.protocol import JobRef
@@ -26,11 +26,9 @@ def cancel_unfinished_jobs(run_dir: Path) -> list[tuple[JobRef, str]]:
     """Cancel every started-and-unfinished job of the campaign; each job with how it ended."""
     paths, config = open_campaign(run_dir)
     try:
-        with campaign_lock(paths):
+        with CampaignStore(paths).lock():
             return [(ref, abandon(ref, config.executor, config_path=paths.config)) for ref in unfinished_jobs(run_dir)]
-    except EvotrainError as exc:
-        if "another `evotrain run`" not in exc.message:
-            raise
+    except CampaignBusy:
         raise EvotrainError(
             "an `evotrain run` is driving this campaign",
             path=paths.root,

@@ -7,31 +7,27 @@ instant resumes: finished steps are not rerun, unfinished ones restart, and a ro
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
-import fcntl
 import importlib.resources
-import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from evotrain.campaign.config import CampaignConfig
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
-from evotrain.campaign.plan import CandidatePlan, plan_round
-from evotrain.errors import ConfigError, EvotrainError, IntegrityError
+from evotrain.campaign.plan import plan_round
+from evotrain.campaign.store import CampaignStore
+from evotrain.errors import EvotrainError, IntegrityError
 from evotrain.evidence.collector import collect_evidence
-from evotrain.evidence.render import render_evidence_markdown
 from evotrain.executors.local import LocalExecutor
 from evotrain.executors.protocol import Executor
 from evotrain.external.factory import build_target
 from evotrain.external.protocol import ExternalTarget
-from evotrain.fileio import append_jsonl, atomic_write_json, atomic_write_text, hash_file, read_jsonl
+from evotrain.fileio import atomic_write_json, hash_file
 from evotrain.policy.constitution import Constitution, enforce
 from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
-from evotrain.policy.render import render_policy_markdown
+from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, PolicyWritten, RoundClosed
 from evotrain.records.evidence import Evidence
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.records.manifest import Cost, ExternalResult, Failure, Manifest
@@ -90,24 +86,6 @@ class RoundContext:
     brief: str = field(default_factory=worker_brief)
 
 
-@contextlib.contextmanager
-def campaign_lock(paths: CampaignPaths) -> Iterator[None]:
-    """One orchestrator per campaign: a second `evotrain run` on the same folder is refused, not interleaved."""
-    fd = os.open(paths.lock, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EvotrainError(
-                "another `evotrain run` is driving this campaign",
-                path=paths.root,
-                fix="wait for it to finish, or stop it before resuming",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
 class Campaign:
     def __init__(
         self,
@@ -121,6 +99,7 @@ class Campaign:
         poll_interval: float = 0.1,
     ) -> None:
         self.paths, self.config = open_campaign(run_dir)
+        self.store = CampaignStore(self.paths)
         self.executor: Executor = executor or LocalExecutor()
         self.worker: Worker = worker or MutatorWorker()
         self.meta_agent: MetaAgent = meta_agent or RuleMetaAgent()
@@ -137,10 +116,10 @@ class Campaign:
         workers = workers or self.config.run.workers
         parallel = parallel or self.config.run.parallel
         closed: list[Evidence] = []
-        with campaign_lock(self.paths):
+        with self.store.lock():
             for round_no in range(1, rounds + 1):
                 round_paths = self.paths.round(round_no)
-                if _round_closed(round_paths):
+                if self.store.closed(round_no) is not None:
                     continue
                 evidence = self._run_round(round_paths, workers=workers, parallel=parallel)
                 closed.append(evidence)
@@ -149,7 +128,7 @@ class Campaign:
     def _run_round(self, round_paths: RoundPaths, *, workers: int, parallel: int) -> Evidence:
         constitution = verify_constitution(self.paths, self.config)
         spec, hashes = verify_substrate(self.paths, self.config)
-        policy = load_policy(round_paths)
+        policy = self.store.policy(round_paths.number)
         ctx = RoundContext(
             paths=self.paths,
             config=self.config,
@@ -167,7 +146,7 @@ class Campaign:
         self.observer.round_started(round_paths.number, plans)
         manifests = self._run_candidates(ctx, plans, parallel)
         manifests = self._submit_external(ctx, manifests, parallel)
-        history = load_manifests(self.paths, up_to_round=round_paths.number)
+        history = self.store.manifests(up_to_round=round_paths.number)
         evidence = collect_evidence(
             round_no=round_paths.number,
             policy=policy,
@@ -176,13 +155,14 @@ class Campaign:
             history=history,
             campaign_root=self.paths.root,
         )
-        atomic_write_json(round_paths.evidence_json, evidence)
-        atomic_write_text(round_paths.evidence_md, render_evidence_markdown(evidence))
-        _round_event(round_paths, "evidence_written", sha256=hash_file(round_paths.evidence_json))
+        self.store.write_evidence(evidence)
 
-        next_policy = self.meta_agent.propose(
+        proposal = self.meta_agent.propose(
             policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
         )
+        if proposal.record is not None:
+            self.store.write_meta_record(proposal.record)
+        next_policy = proposal.policy
         enforce(
             previous=policy,
             proposed=next_policy,
@@ -191,22 +171,21 @@ class Campaign:
             spec=spec,
             history=history,
         )
-        next_round = self.paths.round(round_paths.number + 1)
-        next_round.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(next_round.policy_json, next_policy)
-        atomic_write_text(next_round.policy_md, render_policy_markdown(next_policy))
-        _round_event(round_paths, "policy_written", sha256=next_policy.sha256(), meta=self.meta_agent.name)
-        _round_event(round_paths, "round_closed")
+        self.store.write_policy(round_paths.number + 1, next_policy)
+        self.store.append_event(
+            round_paths.number, PolicyWritten(sha256=next_policy.sha256(), meta=self.meta_agent.name)
+        )
+        self.store.append_event(round_paths.number, RoundClosed())
         self.observer.round_closed(round_paths.number, evidence, next_policy)
         return evidence
 
     def _plan(self, ctx: RoundContext, workers: int) -> list[CandidatePlan]:
         """The first run of a round records its plan; a resumed run reads it back and never re-plans."""
-        for event in read_jsonl(ctx.round.trace):
-            if event.get("kind") == "planned":
-                return [CandidatePlan.model_validate(p) for p in event["plans"]]
+        planned = self.store.planned(ctx.round.number)
+        if planned is not None:
+            return planned.plans
         plans = plan_round(ctx.policy, ctx.spec, ctx.round.number, workers, self.config.seed)
-        _round_event(ctx.round, "planned", plans=[p.model_dump() for p in plans], policy_sha256=ctx.policy.sha256())
+        self.store.append_event(ctx.round.number, Planned(plans=plans, policy_sha256=ctx.policy.sha256()))
         return plans
 
     def _run_candidates(self, ctx: RoundContext, plans: list[CandidatePlan], parallel: int) -> list[Manifest]:
@@ -234,7 +213,8 @@ class Campaign:
                 cp = ctx.round.candidate(manifest.candidate_id.split("/", 1)[1])
                 recorded = Trace(cp.trace).last("external_submitted")
                 if recorded is None and budget is not None and used >= budget:
-                    _round_event(ctx.round, "external_skipped", candidate=manifest.candidate_id, reason="budget spent")
+                    skipped = ExternalSkipped(candidate=manifest.candidate_id, reason="budget spent")
+                    self.store.append_event(ctx.round.number, skipped)
                 else:
                     to_submit[manifest.candidate_id] = (cp, manifest)
                     used += recorded is None
@@ -451,33 +431,3 @@ def _first_ts(trace: Trace) -> float | None:
     for event in trace.events():
         return float(event.ts)
     return None
-
-
-# ---- round files ---------------------------------------------------------------------------------------------
-def _round_event(round_paths: RoundPaths, kind: str, **data: Any) -> None:
-    append_jsonl(round_paths.trace, {"kind": kind, "ts": time.time(), **data})
-
-
-def _round_closed(round_paths: RoundPaths) -> bool:
-    return any(e.get("kind") == "round_closed" for e in read_jsonl(round_paths.trace))
-
-
-def load_policy(round_paths: RoundPaths) -> Policy:
-    if not round_paths.policy_json.exists():
-        raise ConfigError(
-            "no policy for this round",
-            path=round_paths.policy_json,
-            fix="the previous round did not close; run `evotrain run` to resume it",
-        )
-    return Policy.model_validate_json(round_paths.policy_json.read_text())
-
-
-def load_manifests(paths: CampaignPaths, *, up_to_round: int) -> list[Manifest]:
-    out = []
-    for round_paths in paths.rounds():
-        if round_paths.number > up_to_round:
-            continue
-        for cp in round_paths.candidates():
-            if cp.manifest.exists():
-                out.append(Manifest.model_validate_json(cp.manifest.read_text()))
-    return out

@@ -3,22 +3,10 @@ active axis (distinct axes while there are enough)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import BaseModel
-
+from evotrain.records.events import CandidatePlan
 from evotrain.records.ids import candidate_dirname, derive_seed
 from evotrain.records.policy import Policy
 from evotrain.substrate.spec import SubstrateSpec
-
-
-class CandidatePlan(BaseModel):
-    name: str
-    role: Literal["anchor", "worker", "replicate"]
-    axis: str | None = None
-    axis_category: str | None = None
-    seed: int
-    replicate_of: str | None = None
 
 
 def plan_round(

@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from evotrain.campaign.store import CampaignStore
 from evotrain.errors import EvotrainError
-from evotrain.fileio import read_jsonl
+from evotrain.records.events import Planned
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.records.manifest import Manifest
-from evotrain.records.policy import Policy, SelectionObjective
+from evotrain.records.policy import SelectionObjective
 from evotrain.substrate.spec import Metric, load_spec
 from evotrain.trial.evaluation import load_eval_report, objective
 from evotrain.trial.trace import Trace, TraceEvent
@@ -51,17 +52,20 @@ class RoundStatus(BaseModel):
 def campaign_status(paths: CampaignPaths) -> list[RoundStatus]:
     metric = load_spec(paths.substrate).metric
     sign = metric.sign
+    store = CampaignStore(paths)
     rounds = []
     for round_paths in paths.rounds():
-        events = list(read_jsonl(round_paths.trace))
-        kinds = [e.get("kind") for e in events]
+        events = store.events(round_paths.number)
+        kinds = [e.kind for e in events]
         state = "closed" if "round_closed" in kinds else ("running" if "planned" in kinds else "pending")
-        plans: list[dict[str, Any]] = next((e.get("plans", []) for e in events if e.get("kind") == "planned"), [])
-        candidates = [_candidate_status(round_paths, plan, metric) for plan in plans]
+        plan_event = next((e for e in events if isinstance(e, Planned)), None)
+        plans: list[dict[str, Any]] = [p.model_dump() for p in plan_event.plans] if plan_event else []
+        objective = _round_objective(store, round_paths.number)
+        candidates = [_candidate_status(round_paths, plan, metric, objective) for plan in plans]
         planned = {c.candidate_id for c in candidates}
         # a candidate folder the plan does not name cannot come from this loop, but show it rather than hide it
         candidates += [
-            _candidate_status(round_paths, {"name": cp.name}, metric)
+            _candidate_status(round_paths, {"name": cp.name}, metric, objective)
             for cp in round_paths.candidates()
             if cp.candidate_id not in planned
         ]
@@ -79,7 +83,9 @@ def campaign_status(paths: CampaignPaths) -> list[RoundStatus]:
     return rounds
 
 
-def _candidate_status(round_paths: RoundPaths, plan: dict[str, Any], metric: Metric) -> CandidateStatus:
+def _candidate_status(
+    round_paths: RoundPaths, plan: dict[str, Any], metric: Metric, objective: SelectionObjective | None
+) -> CandidateStatus:
     cp = round_paths.candidate(str(plan["name"]))
     if cp.manifest.exists():
         m = Manifest.model_validate_json(cp.manifest.read_text())
@@ -99,7 +105,7 @@ def _candidate_status(round_paths: RoundPaths, plan: dict[str, Any], metric: Met
     events = Trace(cp.trace).events() if cp.trace.exists() else []
     last = events[-1] if events else None
     checkpoints = sorted(p.name for p in cp.checkpoints.iterdir() if p.is_dir()) if cp.checkpoints.is_dir() else []
-    metric_value, metric_checkpoint = _newest_evaluation(cp, metric, _round_objective(round_paths))
+    metric_value, metric_checkpoint = _newest_evaluation(cp, metric, objective)
     return CandidateStatus(
         candidate_id=cp.candidate_id,
         role=str(plan.get("role", "?")),
@@ -131,11 +137,9 @@ def describe_event(event: TraceEvent) -> str:
     }.get(event.kind, event.kind)
 
 
-def _round_objective(round_paths: RoundPaths) -> SelectionObjective | None:
-    try:
-        return Policy.model_validate_json(round_paths.policy_json.read_text()).objective
-    except (OSError, ValueError):
-        return None
+def _round_objective(store: CampaignStore, round_no: int) -> SelectionObjective | None:
+    policy = store.policy_or_none(round_no)
+    return policy.objective if policy is not None else None
 
 
 def _newest_evaluation(

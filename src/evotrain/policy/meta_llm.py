@@ -6,8 +6,9 @@ the noise multiplier k, the selection objective, asks, replicates, and optionall
 `surprises` and `patterns` sections. Measurements are never the model's: the noise band, the external best and the
 plateau count come from the rule agent's bookkeeping. The update is applied onto a copy of the current policy and
 checked with `check_policy_update`. A refused, invalid or failed update falls back to the rule meta agent, and
-why is recorded twice: in the next policy's changelog (`meta_fallback`) and in `rounds/rNNNN/meta.json`, which
-also holds the model's narrative marked `model_written` and its token usage.
+why is recorded twice: in the next policy's changelog (`meta_fallback`) and in the `MetaRecord` returned with the
+policy (the campaign store writes it to `rounds/rNNNN/meta.json`), which also holds the model's narrative marked
+`model_written` and its token usage.
 """
 
 from __future__ import annotations
@@ -15,24 +16,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import openai
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evotrain.errors import ConfigError
-from evotrain.fileio import atomic_write_json
 from evotrain.llm_api import ModelPrice, api_key, make_client
 from evotrain.policy.constitution import Constitution, check_policy_update
+from evotrain.policy.meta_protocol import Proposal
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence
-from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import Manifest
+from evotrain.records.meta import MetaRecord, Narrative
 from evotrain.records.policy import DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
 
-META_RECORD = "meta.json"
 MEASURED_ACTIONS = ("noise", "external")  # rule-agent changelog entries that are measurements, kept as they are
 
 
@@ -63,12 +62,6 @@ class ObjectiveUpdate(BaseModel):
     untrusted_domains: list[str] | None = None
 
 
-class Narrative(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    surprises: str = ""
-    patterns: str = ""
-
-
 class PolicyUpdate(BaseModel):
     """What the model may change. Unset fields leave the policy as it is."""
 
@@ -85,23 +78,6 @@ class PolicyUpdate(BaseModel):
     asks: list[str] | None = None
     replicate: list[str] = Field([], description="candidate ids to re-run with a fresh seed before promotion")
     narrative: Narrative | None = None
-
-
-class MetaRecord(BaseModel):
-    """`rounds/rNNNN/meta.json`: what the LLM meta agent did with one round's evidence."""
-
-    round: int
-    meta_agent: str = "llm"
-    model: str
-    outcome: Literal["accepted", "refused", "invalid", "endpoint_error"]
-    reason: str = ""
-    update: dict[str, Any] | None = None
-    narrative: Narrative | None = None
-    model_written: bool = True  # the narrative and the update are a model's text, not measurements
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    wall_s: float = 0.0
 
 
 class LLMMetaConfig(BaseModel):
@@ -132,9 +108,8 @@ Measurements (noise band, external best, rounds without external gain) are fille
 class LLMMetaAgent:
     name = "llm"
 
-    def __init__(self, config: LLMMetaConfig, *, campaign_root: Path | None = None) -> None:
+    def __init__(self, config: LLMMetaConfig) -> None:
         self.config = config
-        self.campaign_root = campaign_root
         self.fallback = RuleMetaAgent()
         base_url = config.base_url or os.environ.get("OPENAI_BASE_URL")
         model = config.model or os.environ.get("EVOTRAIN_META_MODEL") or os.environ.get("EVOTRAIN_AGENT_MODEL")
@@ -150,7 +125,6 @@ class LLMMetaAgent:
             )
         self.model = model
         self.client = make_client(base_url, key, config.request_timeout_s)
-        self.last_record: MetaRecord | None = None
 
     def propose(
         self,
@@ -160,10 +134,10 @@ class LLMMetaAgent:
         spec: SubstrateSpec,
         history: list[Manifest],
         constitution: Constitution,
-    ) -> Policy:
+    ) -> Proposal:
         ruled = self.fallback.propose(
             policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
-        )
+        ).policy
         record = MetaRecord(round=evidence.round, model=self.model, outcome="accepted")
         started = time.monotonic()
         try:
@@ -183,8 +157,8 @@ class LLMMetaAgent:
         if breaches:
             reason = "; ".join(b.render() for b in breaches)
             return self._fall_back(ruled, record, "refused", reason, started)
-        self._save(record, started)
-        return proposed
+        record.wall_s = time.monotonic() - started
+        return Proposal(proposed, record)
 
     def _ask(self, policy: Policy, evidence: Evidence, constitution: Constitution, record: MetaRecord) -> Any:
         schema = json.dumps(PolicyUpdate.model_json_schema(), indent=1)
@@ -207,7 +181,7 @@ class LLMMetaAgent:
         except json.JSONDecodeError as exc:
             raise InvalidUpdate(f"the model's answer is not JSON: {exc}: {content[:200]!r}") from None
 
-    def _fall_back(self, ruled: Policy, record: MetaRecord, outcome: str, reason: str, started: float) -> Policy:
+    def _fall_back(self, ruled: Policy, record: MetaRecord, outcome: str, reason: str, started: float) -> Proposal:
         record.outcome = outcome  # type: ignore[assignment]
         record.reason = reason
         entry = Provenance(
@@ -217,14 +191,8 @@ class LLMMetaAgent:
             "the rule meta agent's policy is used",
         )
         ruled.changelog.insert(0, entry)
-        self._save(record, started)
-        return ruled
-
-    def _save(self, record: MetaRecord, started: float) -> None:
         record.wall_s = time.monotonic() - started
-        self.last_record = record
-        if self.campaign_root is not None:
-            atomic_write_json(CampaignPaths(self.campaign_root).round(record.round).root / META_RECORD, record)
+        return Proposal(ruled, record)
 
 
 def _short(exc: Exception) -> str:

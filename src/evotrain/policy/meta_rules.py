@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from evotrain.evidence import stats
 from evotrain.evidence.collector import RECIPE_FAILURES, round_axis_verdicts
 from evotrain.policy.constitution import Constitution, may_trust_again, promotion_refusals, transferred_gains
+from evotrain.policy.meta_protocol import Proposal
 from evotrain.records.evidence import CandidateSummary, Evidence
 from evotrain.records.manifest import Manifest
 from evotrain.records.policy import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
@@ -80,7 +81,7 @@ class RuleMetaAgent:
         spec: SubstrateSpec,
         history: list[Manifest],
         constitution: Constitution,
-    ) -> Policy:
+    ) -> Proposal:
         nxt = policy.model_copy(deep=True)
         nxt.round = policy.round + 1
         nxt.parent_sha256 = policy.sha256()
@@ -100,7 +101,7 @@ class RuleMetaAgent:
             nxt.asks.append(rotation_ask)
         if not nxt.changelog:
             step.log("kept", "the evidence called for no change")
-        return nxt
+        return Proposal(nxt)
 
 
 # ---- noise and external bookkeeping --------------------------------------------------------------------------

@@ -82,6 +82,10 @@ class RoundPaths:
         return self.root / "round.jsonl"
 
     @property
+    def meta_json(self) -> Path:
+        return self.root / "meta.json"
+
+    @property
     def evidence_json(self) -> Path:
         return self.root / "evidence.json"
 

@@ -7,16 +7,17 @@ so every number the report shows traces back to one manifest, evidence or policy
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from evotrain.campaign.init import open_campaign
+from evotrain.campaign.store import CampaignStore
 from evotrain.errors import ConfigError
-from evotrain.fileio import read_jsonl
 from evotrain.records.evidence import Calibration, CandidateSummary, Evidence
-from evotrain.records.layout import CampaignPaths, RoundPaths
+from evotrain.records.layout import RoundPaths
 from evotrain.records.manifest import Cost, Manifest
 from evotrain.records.policy import Policy, Provenance
 from evotrain.substrate.spec import load_spec
@@ -160,13 +161,17 @@ class CampaignReport(BaseModel):
         return 1.0 if self.direction == "maximize" else -1.0
 
 
+T = TypeVar("T")
+
+
 # ---- building ---------------------------------------------------------------------------------------------------
 def build_report(run_dir: Path) -> CampaignReport:
     """Read a campaign folder (finished or still running) into the report's data model."""
     paths, config = open_campaign(run_dir)
     spec = load_spec(paths.substrate)
     sign = spec.metric.sign
-    rounds = [view for rp in paths.rounds() if (view := _round_view(paths, rp, sign)) is not None]
+    store = CampaignStore(paths)
+    rounds = [view for rp in paths.rounds() if (view := _round_view(store, rp, sign)) is not None]
     latest = next((r.evidence for r in reversed(rounds) if r.evidence is not None), None)
     total = CostTotals()
     for r in rounds:
@@ -187,16 +192,21 @@ def build_report(run_dir: Path) -> CampaignReport:
     )
 
 
-def _round_view(paths: CampaignPaths, rp: RoundPaths, sign: float) -> RoundView | None:
+def _round_view(store: CampaignStore, rp: RoundPaths, sign: float) -> RoundView | None:
     """A round with a plan (running or closed); the pending next round's policy only seeds `next_policy`."""
-    events = list(read_jsonl(rp.trace))
-    planned = next((e for e in events if e.get("kind") == "planned"), None)
+    planned = store.planned(rp.number)
     if planned is None:
         return None
-    closed = next((e for e in events if e.get("kind") == "round_closed"), None)
-    evidence = _load(rp.evidence_json, Evidence) if rp.evidence_json.exists() else None
-    next_rp = paths.round(rp.number + 1)
-    next_policy = _load(next_rp.policy_json, Policy) if closed and next_rp.policy_json.exists() else None
+    closed = store.closed(rp.number)
+    evidence = (
+        _read(rp.evidence_json, Evidence, lambda: store.read_evidence(rp.number)) if rp.evidence_json.exists() else None
+    )
+    next_rp = store.paths.round(rp.number + 1)
+    next_policy = (
+        _read(next_rp.policy_json, Policy, lambda: store.read_policy(next_rp.number))
+        if closed and next_rp.policy_json.exists()
+        else None
+    )
     summaries = {s.candidate_id: (i, s) for i, s in enumerate(evidence.candidates)} if evidence else {}
     candidates = []
     cost = CostTotals()
@@ -217,11 +227,11 @@ def _round_view(paths: CampaignPaths, rp: RoundPaths, sign: float) -> RoundView 
     return RoundView(
         round=rp.number,
         state="closed" if closed else "running",
-        policy=_load(rp.policy_json, Policy),
+        policy=_read(rp.policy_json, Policy, lambda: store.read_policy(rp.number)),
         next_policy=next_policy,
         evidence=evidence,
         candidates=candidates,
-        elapsed_s=float(closed["ts"]) - float(planned["ts"]) if closed else None,
+        elapsed_s=closed.ts - planned.ts if closed else None,
         cost=cost,
         best_dev=_best(candidates, lambda c: c.objective, sign),
         best_external=_best(candidates, lambda c: c.external, sign),
@@ -275,12 +285,17 @@ def _domain_calibration(
     return views
 
 
-def _load(path: Path, model: Any) -> Any:
+def _read(path: Path, model: Any, read: Callable[[], T]) -> T:
+    """What `read` returns (from the store, or a file); ConfigError naming the file where it is invalid."""
     try:
-        return model.model_validate_json(path.read_text())
+        return read()
     except ValueError as exc:
         raise ConfigError(
             f"cannot read {model.__name__}: {exc}",
             path=path,
             fix="run `evotrain audit RUN` to find what changed this file",
         ) from None
+
+
+def _load(path: Path, model: Any) -> Any:
+    return _read(path, model, lambda: model.model_validate_json(path.read_text()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -49,8 +48,8 @@ def build_worker(choice: AgentChoice) -> Worker:
     return CodexWorker(cli_config, budget=choice.budget, ledger=ledger)
 
 
-def build_meta_agent(choice: AgentChoice, campaign_root: Path) -> MetaAgent:
+def build_meta_agent(choice: AgentChoice) -> MetaAgent:
     if choice.meta == "rules":
         return RuleMetaAgent()
     config = LLMMetaConfig(base_url=choice.base_url, model=choice.meta_model or choice.model, price=choice.price)
-    return LLMMetaAgent(config, campaign_root=campaign_root)
+    return LLMMetaAgent(config)
