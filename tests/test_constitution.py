@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 
 from evotrain.errors import ConfigError, ConstitutionViolation
-from evotrain.policy.constitution import (
-    DEFAULT_CONSTITUTION_PATH,
-    Constitution,
-    check_policy_update,
-    enforce,
-    load_constitution,
-)
+from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, Constitution, load_constitution
+from evotrain.policy.constitution_checks import check_policy_update, enforce
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, check_policy_update, enforce, load_constitution
+from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, load_constitution
+from evotrain.policy.constitution_checks import check_policy_update, enforce
 from evotrain.policy.initial import initial_policy
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.policy.render import render_policy_markdown

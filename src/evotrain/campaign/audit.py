@@ -10,7 +10,8 @@ from evotrain.campaign.init import open_campaign, verify_constitution, verify_su
 from evotrain.campaign.store import CampaignStore
 from evotrain.errors import ConstitutionViolation, EvotrainError
 from evotrain.fileio import hash_file
-from evotrain.policy.constitution import Constitution, enforce
+from evotrain.policy.constitution import Constitution
+from evotrain.policy.constitution_checks import enforce
 from evotrain.records.evaluation import read_eval_report
 from evotrain.records.events import EvidenceWritten, Planned, RoundClosed, RoundEvent
 from evotrain.records.evidence import SECTIONS, Evidence

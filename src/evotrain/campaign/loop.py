@@ -24,7 +24,8 @@ from evotrain.executors.protocol import Executor
 from evotrain.external.factory import build_target
 from evotrain.external.protocol import ExternalTarget
 from evotrain.fileio import atomic_write_json, hash_file
-from evotrain.policy.constitution import Constitution, enforce
+from evotrain.policy.constitution import Constitution
+from evotrain.policy.constitution_checks import enforce
 from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, PolicyWritten, RoundClosed

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evotrain.errors import ConfigError
 from evotrain.llm_api import ModelPrice, api_key, make_client
-from evotrain.policy.constitution import Constitution, check_policy_update
+from evotrain.policy.constitution import Constitution
+from evotrain.policy.constitution_checks import check_policy_update
 from evotrain.policy.meta_protocol import Proposal
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evotrain.evidence import stats
-from evotrain.evidence.collector import RECIPE_FAILURES, round_axis_verdicts
-from evotrain.policy.constitution import Constitution, may_trust_again, promotion_refusals, transferred_gains
+from evotrain.evidence.patterns import round_axis_verdicts
+from evotrain.evidence.reading import RECIPE_FAILURES
+from evotrain.policy.constitution import Constitution
+from evotrain.policy.constitution_checks import may_trust_again, promotion_refusals, transferred_gains
 from evotrain.policy.meta_protocol import Proposal
 from evotrain.records.evidence import CandidateSummary, Evidence
 from evotrain.records.manifest import Manifest

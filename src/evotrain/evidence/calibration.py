@@ -1,0 +1,90 @@
+"""Section 3, calibration: dev against external scores across the campaign, overall and per domain."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from evotrain.evidence import stats
+from evotrain.evidence.context import RoundContext
+from evotrain.evidence.noise import external_reference
+from evotrain.evidence.reading import selected_eval
+from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalibration, Interval
+from evotrain.records.ids import statistics_seed
+
+
+def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], dict[str, list[tuple[float, float]]]]:
+    """Every candidate of the campaign with an external score; and per dev domain, (dev gain, external gain) pairs."""
+    points: list[CalibrationPoint] = []
+    per_domain: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    anchors = {m.round: m for m in ctx.history if m.role == "anchor" and m.ok}
+    for m in sorted(ctx.history, key=lambda m: (m.round, m.candidate_id)):
+        ckpt = selected_eval(m)
+        if m.external is None or ckpt is None:
+            continue
+        point = CalibrationPoint(
+            candidate_id=m.candidate_id,
+            round=m.round,
+            dev=ckpt.overall,
+            external=m.external.score,
+            gap=ckpt.overall - m.external.score,
+        )
+        anchor = anchors.get(m.round)
+        reference = external_reference(ctx.history, m.round)
+        anchor_ckpt = selected_eval(anchor) if anchor else None
+        if m.role != "anchor" and anchor_ckpt is not None and reference is not None and reference.external is not None:
+            point.dev_gain = ctx.sign * (ckpt.overall - anchor_ckpt.overall)
+            point.external_gain = ctx.sign * (m.external.score - reference.external.score)
+            anchor_domains = {d: s.score for d, s in anchor_ckpt.domains.items()}
+            for d, s in ckpt.domains.items():
+                if d in anchor_domains:
+                    per_domain[d].append((ctx.sign * (s.score - anchor_domains[d]), point.external_gain))
+        points.append(point)
+    return points, per_domain
+
+
+def calibrate(ctx: RoundContext) -> Calibration:
+    points, per_domain = calibration_points(ctx)
+    paired = [(p.dev_gain, p.external_gain) for p in points if p.dev_gain is not None and p.external_gain is not None]
+    xs = [x for x, _ in paired]
+    ys = [y for _, y in paired]
+    rho, interval = stats.spearman_with_interval(xs, ys, seed=statistics_seed("calibration", ctx.round_no))
+    domains = []
+    for d in ctx.spec.metric.domains:
+        pairs = per_domain.get(d, [])
+        d_rho, _ = stats.spearman_with_interval([a for a, _ in pairs], [b for _, b in pairs], seed=0, n_boot=0)
+        threshold = ctx.noise.domain_threshold(d, ctx.k)
+        count = (
+            stats.decoupling(pairs, dev_threshold=threshold, external_threshold=ctx.external_threshold)
+            if threshold is not None
+            else stats.DecouplingCount(0, 0, False)
+        )
+        domains.append(
+            DomainCalibration(
+                domain=d,
+                points=len(pairs),
+                spearman=d_rho,
+                slope=stats.robust_slope([a for a, _ in pairs], [b for _, b in pairs]),
+                dev_gain_above_noise=count.dev_above,
+                external_flat_among_them=count.external_flat,
+                decoupled=count.decoupled,
+            )
+        )
+    return Calibration(
+        points=points,
+        spearman=rho,
+        spearman_interval=Interval(low=interval[0], high=interval[1]) if interval else None,
+        slope=stats.robust_slope(xs, ys),
+        mean_gap=sum(p.gap for p in points) / len(points) if points else None,
+        dev_noise_band=ctx.noise.band,
+        external_noise_band=ctx.external_sd,
+        seed_sd=ctx.noise.seed_sd,
+        item_sd=ctx.noise.item_sd,
+        k=ctx.k,
+        dev_threshold=ctx.noise.threshold,
+        external_threshold=ctx.external_threshold,
+        noise_note=ctx.noise.note,
+        external_noise_source=ctx.external_source,
+        domain_noise_bands=ctx.noise.domain_bands,
+        per_domain=domains,
+        decoupled_domains=[c.domain for c in domains if c.decoupled],
+    )
