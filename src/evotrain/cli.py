@@ -29,6 +29,7 @@ from evotrain.campaign.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.campaign.init import init_campaign, open_campaign
 from evotrain.campaign.loop import Campaign
 from evotrain.campaign.status import RoundStatus, campaign_status
+from evotrain.campaign.trial_cli import trial_app
 from evotrain.errors import ConfigError, EvotrainError
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
@@ -41,7 +42,6 @@ from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import Manifest
 from evotrain.records.policy import Policy
 from evotrain.workers.select import AGENT_KINDS, META_KINDS, AgentChoice, build_meta_agent, build_worker
-from evotrain.workers.trial_cli import trial_app
 
 app = typer.Typer(
     name="evotrain",

@@ -15,11 +15,12 @@ from typing import Annotated
 
 import typer
 
+from evotrain.campaign.store import CampaignStore
 from evotrain.errors import EvotrainError
 from evotrain.executors.local import LocalExecutor
 from evotrain.fileio import atomic_write_text
+from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import CheckpointEval, Failure
-from evotrain.records.policy import Policy
 from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders, load_spec
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
 from evotrain.trial.harness import missing_reports, read_training_summary
@@ -130,7 +131,7 @@ def evaluate() -> None:
     if not names:
         typer.echo("no checkpoints: run `evotrain trial train` first")
         raise typer.Exit(code=1)
-    policy = Policy.model_validate_json(trial.context.policy_json.read_text())
+    policy = CampaignStore(CampaignPaths(trial.context.campaign_root)).read_policy(trial.context.round)
     metric = trial.spec.metric
     evals: list[CheckpointEval] = []
     eval_dir = trial.work / "eval"
