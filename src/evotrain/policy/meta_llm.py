@@ -4,11 +4,11 @@ The model gets the round evidence, the current policy (JSON) and the constitutio
 one JSON object matching `PolicyUpdate`: which candidate to promote, axis status changes, the dead-end registry,
 the noise multiplier k, the selection objective, asks, replicates, and optionally a narrative for the evidence's
 `surprises` and `patterns` sections. Measurements are never the model's: the noise band, the external best and the
-plateau count come from the rule agent's bookkeeping. The update is applied onto a copy of the current policy and
-checked with `check_policy_update`. A refused, invalid or failed update falls back to the rule meta agent, and
-why is recorded twice: in the next policy's changelog (`meta_fallback`) and in the `MetaRecord` returned with the
-policy (the campaign store writes it to `rounds/rNNNN/meta.json`), which also holds the model's narrative marked
-`model_written` and its token usage.
+plateau count come from `policy.measurements`, as for the rule agent. The update is applied onto a copy of the
+current policy and checked with `check_policy_update`. A refused, invalid or failed update falls back to the rule
+meta agent, and why is recorded twice: in the next policy's changelog (`meta_fallback`) and in the `MetaRecord`
+returned with the policy (the campaign store writes it to `rounds/rNNNN/meta.json`), which also holds the model's
+narrative marked `model_written` and its token usage.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import openai
@@ -25,6 +26,7 @@ from evotrain.errors import ConfigError
 from evotrain.llm_api import ModelPrice, api_key, make_client
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import check_policy_update
+from evotrain.policy.measurements import Measurements, measure
 from evotrain.policy.meta_protocol import Proposal
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence
@@ -32,8 +34,6 @@ from evotrain.records.manifest import Manifest
 from evotrain.records.meta import MetaRecord, Narrative
 from evotrain.records.policy import DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
-
-MEASURED_ACTIONS = ("noise", "external")  # rule-agent changelog entries that are measurements, kept as they are
 
 
 class AxisStatusChange(BaseModel):
@@ -136,9 +136,13 @@ class LLMMetaAgent:
         history: list[Manifest],
         constitution: Constitution,
     ) -> Proposal:
-        ruled = self.fallback.propose(
-            policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
-        ).policy
+        measured = measure(policy, evidence, spec, history)
+
+        def ruled() -> Policy:
+            return self.fallback.propose(
+                policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
+            ).policy
+
         record = MetaRecord(round=evidence.round, model=self.model, outcome="accepted")
         started = time.monotonic()
         try:
@@ -146,7 +150,7 @@ class LLMMetaAgent:
             update = PolicyUpdate.model_validate(raw)
             record.update, record.narrative = raw, update.narrative
             proposed = apply_update(
-                update, previous=policy, measured=ruled, evidence=evidence, history=history, spec=spec
+                update, previous=policy, measured=measured, evidence=evidence, history=history, spec=spec
             )
         except openai.OpenAIError as exc:
             return self._fall_back(ruled, record, "endpoint_error", f"{type(exc).__name__}: {exc}", started)
@@ -182,7 +186,9 @@ class LLMMetaAgent:
         except json.JSONDecodeError as exc:
             raise InvalidUpdate(f"the model's answer is not JSON: {exc}: {content[:200]!r}") from None
 
-    def _fall_back(self, ruled: Policy, record: MetaRecord, outcome: str, reason: str, started: float) -> Proposal:
+    def _fall_back(
+        self, ruled: Callable[[], Policy], record: MetaRecord, outcome: str, reason: str, started: float
+    ) -> Proposal:
         record.outcome = outcome  # type: ignore[assignment]
         record.reason = reason
         entry = Provenance(
@@ -191,9 +197,10 @@ class LLMMetaAgent:
             reason=f"the LLM meta agent's update was {outcome.replace('_', ' ')} ({reason}); "
             "the rule meta agent's policy is used",
         )
-        ruled.changelog.insert(0, entry)
+        fallback = ruled()
+        fallback.changelog.insert(0, entry)
         record.wall_s = time.monotonic() - started
-        return Proposal(ruled, record)
+        return Proposal(fallback, record)
 
 
 def _short(exc: Exception) -> str:
@@ -206,20 +213,17 @@ def apply_update(
     update: PolicyUpdate,
     *,
     previous: Policy,
-    measured: Policy,
+    measured: Measurements,
     evidence: Evidence,
     history: list[Manifest],
     spec: SubstrateSpec,
 ) -> Policy:
-    """The next policy: `previous` with the model's decisions and the rule agent's measurements."""
+    """The next policy: `previous` with the model's decisions and the measurements (`policy.measurements`)."""
     nxt = previous.model_copy(deep=True)
     nxt.round = previous.round + 1
     nxt.parent_sha256 = previous.sha256()
-    nxt.noise = measured.noise.model_copy(deep=True)
-    nxt.best_external = measured.best_external
-    nxt.best_external_source = measured.best_external_source
-    nxt.rounds_without_external_gain = measured.rounds_without_external_gain
-    nxt.changelog = [p for p in measured.changelog if p.action in MEASURED_ACTIONS]
+    nxt.changelog = []
+    measured.apply(nxt)
     nxt.replicate = list(update.replicate)
     r = evidence.round
 

@@ -1,9 +1,10 @@
 """The deterministic rule meta agent: the default way the rolling policy learns from a round's evidence.
 
-In order: noise rules from anchors; external bookkeeping; the proxy-aware reversal when calibration flags decoupled
-dev domains; promotion (or a replicate for a near-threshold win); dead ends; axis retirement; axis-category
-rotation on an external plateau; asks. Every change is logged in the changelog with its round. The same
-constitution functions the caller enforces with are used here, so a proposal from this agent keeps every rule.
+In order: noise rules from anchors and external bookkeeping (both measured by `policy.measurements`); the
+proxy-aware reversal when calibration flags decoupled dev domains; promotion (or a replicate for a near-threshold
+win); dead ends; axis retirement; axis-category rotation on an external plateau; asks. Every change is logged in
+the changelog with its round. The same constitution functions the caller enforces with are used here, so a
+proposal from this agent keeps every rule.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from evotrain.evidence.patterns import round_axis_verdicts
 from evotrain.evidence.reading import RECIPE_FAILURES
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import may_trust_again, promotion_refusals, transferred_gains
+from evotrain.policy.measurements import measure
 from evotrain.policy.meta_protocol import Proposal
 from evotrain.records.evidence import CandidateSummary, Evidence
 from evotrain.records.manifest import Manifest
@@ -90,8 +92,7 @@ class RuleMetaAgent:
         nxt.changelog = []
         nxt.replicate = []
         step = _Step(policy, nxt, evidence, spec, history, constitution)
-        update_noise(step)
-        update_external(step)
+        measure(policy, evidence, spec, history).apply(nxt)
         proxy_reversal(step, self.downweight)
         proxy_retrust(step, self.downweight)
         promote_or_replicate(step)
@@ -104,50 +105,6 @@ class RuleMetaAgent:
         if not nxt.changelog:
             step.log("kept", "the evidence called for no change")
         return Proposal(nxt)
-
-
-# ---- noise and external bookkeeping --------------------------------------------------------------------------
-def update_noise(step: _Step) -> None:
-    cal = step.evidence.calibration
-    noise = step.nxt.noise
-    anchors = sum(1 for m in step.history if m.role == "anchor" and m.ok)
-    new = noise.model_copy(
-        update={
-            "seed_sd": cal.seed_sd,
-            "item_sd": cal.item_sd,
-            "band": cal.dev_noise_band,
-            "threshold": noise.k * cal.dev_noise_band if cal.dev_noise_band is not None else None,
-            "external_sd": cal.external_noise_band if cal.external_noise_source != "policy default" else None,
-            "anchor_observations": anchors,
-        }
-    )
-    if new.model_dump(exclude={"provenance"}) == noise.model_dump(exclude={"provenance"}):
-        return
-    band = "unknown" if new.band is None else f"{new.band:.4f}"
-    threshold = "unknown" if new.threshold is None else f"{new.threshold:.4f}"
-    entry = step.log(
-        "noise",
-        f"band {band} → threshold k·band = {threshold} from {anchors} anchor run(s): {cal.noise_note}; "
-        f"external sd from {cal.external_noise_source}",
-    )
-    new.provenance = [*noise.provenance, entry]
-    step.nxt.noise = new
-
-
-def update_external(step: _Step) -> None:
-    progress = stats.external_progress(step.history, step.sign, step.previous.noise.external_margin())
-    nxt = step.nxt
-    if progress.best != nxt.best_external or progress.best_source != nxt.best_external_source:
-        step.log("external", f"best external score {progress.best} from {progress.best_source}")
-    if progress.rounds_without_gain != nxt.rounds_without_external_gain:
-        step.log(
-            "external",
-            f"{progress.rounds_without_gain} measured round(s) without external improvement"
-            + (f" (rounds {', '.join(map(str, progress.plateau_rounds))})" if progress.plateau_rounds else ""),
-        )
-    nxt.best_external = progress.best
-    nxt.best_external_source = progress.best_source
-    nxt.rounds_without_external_gain = progress.rounds_without_gain
 
 
 # ---- the proxy-aware reversal --------------------------------------------------------------------------------
