@@ -10,12 +10,12 @@ from pathlib import Path
 
 from evotrain import __version__
 from evotrain.campaign.config import CampaignConfig, load_config, save_config
+from evotrain.campaign.store import CampaignStore
 from evotrain.errors import ConfigError, IntegrityError
 from evotrain.external.config import ExternalConfig
-from evotrain.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, fsync_dir
+from evotrain.fileio import atomic_write_bytes, fsync_dir
 from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, Constitution, load_constitution
 from evotrain.policy.initial import initial_policy
-from evotrain.policy.render import render_policy_markdown
 from evotrain.records.layout import CampaignPaths
 from evotrain.substrate.snapshot import SubstrateHashes, load_hashes, save_hashes, snapshot_substrate, verify_snapshot
 from evotrain.substrate.spec import SubstrateSpec, load_spec
@@ -54,10 +54,8 @@ def init_campaign(
     atomic_write_bytes(paths.constitution, constitution_bytes, mode=0o444)
 
     policy = initial_policy(spec)
-    round1 = paths.round(1)
-    round1.root.mkdir(parents=True)
-    atomic_write_json(round1.policy_json, policy)
-    atomic_write_text(round1.policy_md, render_policy_markdown(policy))
+    paths.round(1).root.mkdir(parents=True)
+    CampaignStore(paths).write_policy(1, policy)
 
     config = CampaignConfig(
         name=run_dir.name,

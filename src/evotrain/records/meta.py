@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-META_RECORD = "meta.json"
-
 
 class Narrative(BaseModel):
     model_config = ConfigDict(extra="forbid")
