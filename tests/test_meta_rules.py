@@ -169,11 +169,11 @@ def _push_equations(c: SyntheticCampaign, r: int, name: str, lift: float, extern
 def test_proxy_aware_reversal_on_decoupled_evidence(tmp_path: Path) -> None:
     c = SyntheticCampaign(tmp_path)
     # Round 1: one candidate pushes the weak `equations` domain; the external target barely moves. One probe is no
-    # pattern: the policy still maximizes dev, and the dev gain (above the threshold, external not below) is promoted.
+    # pattern: the policy still ranks by raw dev; the dev gain (above the threshold, external not below) is promoted.
     c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=2000)
     _push_equations(c, 1, "c02-data_mix", 0.2, 0.702)
     second = step(c, initial_policy(SPEC))
-    assert second.objective.mode == "maximize_dev"
+    assert second.objective.mode == "optimize_dev"
     assert second.standing_recipe.source == "r0001/c02-data_mix"
     # Round 2: two more candidates push equations further; external stays inside its band.
     c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)

@@ -1,5 +1,6 @@
-"""Who runs in a round: one anchor (no change, fresh seed), replicates the policy asks for, then one worker per
-active axis (distinct axes while there are enough)."""
+"""Who runs in a round: the policy's anchors (no change, fresh seeds; `noise.anchors_per_round`, one by default),
+its replicates (`noise.replicates` fresh-seed runs of each recipe it names), then one worker per active axis
+(distinct axes while there are enough)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from evotrain.substrate.spec import SubstrateSpec
 def plan_round(
     policy: Policy, spec: SubstrateSpec, round_no: int, workers: int, campaign_seed: int
 ) -> list[CandidatePlan]:
-    """`workers` counts every candidate, the anchor included (the paper's 1 anchor + 7 axes is workers=8)."""
+    """`workers` counts every candidate, the anchors included (the paper's 1 anchor + 7 axes is workers=8). The
+    first anchor, `c01-anchor`, is the one gains are measured against; further anchors (`c02-anchor`, …) measure
+    seed noise. At least one slot is left for a worker or replicate when `workers` allows it."""
 
     def seed_for(name: str) -> int:
         return derive_seed(campaign_seed, round_no, name)
 
-    anchor = candidate_dirname(1, None)
-    plans = [CandidatePlan(name=anchor, role="anchor", seed=seed_for(anchor))]
-    for source in policy.replicate[: max(0, workers - 1)]:
+    anchors = max(1, min(policy.noise.anchors_per_round, workers - 1))
+    plans = []
+    for index in range(1, anchors + 1):
+        anchor = candidate_dirname(index, None)
+        plans.append(CandidatePlan(name=anchor, role="anchor", seed=seed_for(anchor)))
+    replicate_runs = [source for source in policy.replicate for _ in range(policy.noise.replicates)]
+    for source in replicate_runs[: max(0, workers - len(plans))]:
         index = len(plans) + 1
         axis = _axis_of(source)
         name = f"c{index:02d}-replicate-{axis}"

@@ -6,9 +6,9 @@ from collections import defaultdict
 
 from evotrain.evidence import stats
 from evotrain.evidence.context import RoundContext
-from evotrain.evidence.noise import external_reference
+from evotrain.evidence.noise import external_count_reference, external_reference
 from evotrain.evidence.reading import selected_eval
-from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalibration, Interval
+from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalibration, ExternalPower, Interval
 from evotrain.records.ids import statistics_seed
 
 
@@ -16,7 +16,7 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], dict[
     """Every candidate of the campaign with an external score; and per dev domain, (dev gain, external gain) pairs."""
     points: list[CalibrationPoint] = []
     per_domain: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    anchors = {m.round: m for m in ctx.history if m.role == "anchor" and m.ok}
+    anchors = stats.reference_anchors(ctx.history)
     for m in sorted(ctx.history, key=lambda m: (m.round, m.candidate_id)):
         ckpt = selected_eval(m)
         if m.external is None or ckpt is None:
@@ -84,7 +84,73 @@ def calibrate(ctx: RoundContext) -> Calibration:
         external_threshold=ctx.external_threshold,
         noise_note=ctx.noise.note,
         external_noise_source=ctx.external_source,
+        metric_kind=ctx.noise.metric_kind,
+        metric_kind_how=ctx.noise.metric_kind_how,
+        external_power=external_power(ctx),
         domain_noise_bands=ctx.noise.domain_bands,
         per_domain=domains,
         decoupled_domains=[c.domain for c in domains if c.decoupled],
+    )
+
+
+def external_power(ctx: RoundContext) -> ExternalPower:
+    """Could the external split have resolved a gain of the size tested? The size tested is the larger of the dev
+    promotion threshold (the smallest gain the loop acts on) and the best dev gain among the externally scored
+    candidates of the plateau rounds (of this round when there is no plateau); the split's resolution is the
+    external sd (anchors, binomial or the policy's default) against the margin k·sd a new best must clear."""
+    sd, margin = ctx.external_sd, ctx.external_threshold
+    min_power = ctx.policy.noise.min_external_power
+    progress = stats.external_progress(ctx.history, ctx.sign, ctx.policy.noise.external_margin())
+    rounds = set(progress.plateau_rounds) or {ctx.round_no}
+    gains = stats.candidate_gains(ctx.history, ctx.sign)
+    tested = [
+        (gains[m.candidate_id], m.candidate_id)
+        for m in ctx.history
+        if m.round in rounds and m.external is not None and m.candidate_id in gains
+    ]
+    threshold = ctx.noise.threshold
+    candidates: list[tuple[float, str]] = []
+    if threshold is not None:
+        candidates.append((threshold, "the dev promotion threshold"))
+    if tested:
+        best, who = max(tested)
+        candidates.append((best, f"the best dev gain submitted ({who})"))
+    effect, source = max(candidates) if candidates else (None, "")
+    power = stats.detection_power(effect, sd, margin) if effect is not None else None
+    resolves = None if power is None else power >= min_power
+    ref = external_count_reference(ctx.history)
+    n = ref.external.n if ref is not None and ref.external is not None else None
+    smallest = stats.resolvable_gain(sd, margin, min_power)
+    split = f"external sd {sd:.4f} (from {ctx.external_source}" + (f"; {n} external items" if n else "") + ")"
+    where = f"rounds {', '.join(map(str, progress.plateau_rounds))}" if progress.plateau_rounds else "this round"
+    if power is None:
+        note = (
+            f"{split}: a new best must clear {margin:.4f}; no gain size to test yet (no dev threshold, no submitted "
+            f"candidate), so the power is unknown"
+        )
+    else:
+        assert effect is not None
+        verdict = (
+            "a flat external target there is evidence that nothing tested transferred"
+            if resolves
+            else "a flat external target there cannot tell a real gain of that size from none"
+        )
+        note = (
+            f"{split}: a new best must clear {margin:.4f}; a true gain of {effect:+.4f} ({source}, {where}) shows "
+            f"with power {power:.2f} ({'≥' if resolves else '<'} {min_power:.2f}); the split resolves gains of "
+            f"{smallest:+.4f} or more; {verdict}"
+        )
+    return ExternalPower(
+        sd=sd,
+        sd_source=ctx.external_source,
+        n=n,
+        margin=margin,
+        effect=effect,
+        effect_source=source,
+        power=power,
+        min_power=min_power,
+        resolvable_gain=smallest,
+        resolves=resolves,
+        plateau_rounds=progress.plateau_rounds,
+        note=note,
     )

@@ -74,6 +74,8 @@ def _gain_estimate(m: Manifest, anchor: Manifest, ctx: RoundContext) -> stats.Pa
         )
         if paired is not None:
             return paired
+    if ctx.noise.metric_kind == "continuous":
+        return None  # counts carry no spread for a continuous metric: no interval without item scores
     return stats.unpaired_gain(domain_counts(m), domain_counts(anchor), ctx.weights, sign=ctx.sign)
 
 

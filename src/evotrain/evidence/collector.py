@@ -4,8 +4,9 @@ Each section is a module of this package (candidates, patterns, calibration, sur
 the noise estimates in `noise`, what they all read in `context`, and the manifest accessors in `reading`.
 
 candidates → patterns → calibration → surprises → rationale_audit, every round, in that order. Gains are paired
-against the round's anchor on the same dev items; noise comes from anchors (seed) and item counts (binomial);
-calibration spans every candidate of the campaign that has an external score.
+against the round's anchor on the same dev items; noise comes from anchors (seed) and the anchor's per-item scores
+(item: their sd, or binomial for a success rate); calibration spans every candidate of the campaign that has an
+external score.
 """
 
 from collections.abc import Sequence
@@ -38,8 +39,18 @@ def collect_evidence(
     history = _with_round(history, round_manifests)
     weights = stats.domain_weights(spec.metric.domains, policy.objective.domain_weights)
     k = policy.noise.k
-    noise = estimate_dev_noise(history, round_no=round_no, weights=weights, domains=spec.metric.domains, k=k)
-    external_sd, external_source = estimate_external_noise(history, policy)
+    noise = estimate_dev_noise(
+        history,
+        round_no=round_no,
+        weights=weights,
+        domains=spec.metric.domains,
+        k=k,
+        metric=spec.metric,
+        campaign_root=campaign_root,
+    )
+    external_sd, external_source = estimate_external_noise(
+        history, policy, success_rate=noise.metric_kind != "continuous"
+    )
     ctx = RoundContext(
         round_no=round_no,
         policy=policy,
@@ -54,7 +65,7 @@ def collect_evidence(
         external_source=external_source,
     )
     ordered = sorted(round_manifests, key=lambda m: (m.role != "anchor", m.candidate_id))
-    anchor = next((m for m in ordered if m.role == "anchor"), None)
+    anchor = stats.round_anchor(ordered, round_no) or next((m for m in ordered if m.role == "anchor"), None)
     summaries = [summarize_candidate(m, anchor, ctx) for m in ordered]
     patterns = axis_patterns(summaries, ctx)
     calibration = calibrate(ctx)

@@ -1,16 +1,20 @@
-"""Noise: the dev noise band from anchors (seed) and item counts (binomial), and the external noise band."""
+"""Noise: the dev noise band from anchors (seed) and the anchor's per-item scores (item: their sd, or binomial for
+a success rate), and the external noise band."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from evotrain.evidence import stats
-from evotrain.evidence.reading import domain_counts, domain_scores
+from evotrain.evidence.reading import domain_counts, domain_scores, load_eval_report, selected_eval
+from evotrain.records.evaluation import EvalReport
 from evotrain.records.manifest import Manifest
 from evotrain.records.policy import Policy
+from evotrain.substrate.spec import Metric
 
 
 # ---- noise ---------------------------------------------------------------------------------------------------
@@ -23,6 +27,8 @@ class DevNoise:
     observations: int
     note: str
     domain_bands: dict[str, float] = field(default_factory=dict)
+    metric_kind: Literal["success_rate", "continuous"] | None = None
+    metric_kind_how: str = ""
 
     def domain_threshold(self, domain: str, k: float) -> float | None:
         band = self.domain_bands.get(domain)
@@ -41,22 +47,90 @@ def replication_groups(history: Sequence[Manifest]) -> list[list[Manifest]]:
 
 
 def latest_anchor(history: Sequence[Manifest], up_to_round: int) -> Manifest | None:
-    anchors = [m for m in history if m.role == "anchor" and m.ok and m.round <= up_to_round]
-    return max(anchors, key=lambda m: m.round) if anchors else None
+    """The reference anchor of the latest round up to `up_to_round` whose anchor ran."""
+    anchors = {r: m for r, m in stats.reference_anchors(history).items() if r <= up_to_round}
+    return anchors[max(anchors)] if anchors else None
+
+
+# ---- what one item's score is --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MetricKind:
+    success_rate: bool
+    how: str  # in words: declared, or inferred from what
+
+    @property
+    def name(self) -> Literal["success_rate", "continuous"]:
+        return "success_rate" if self.success_rate else "continuous"
+
+
+def metric_kind(
+    metric: Metric | None, report: EvalReport | None, counts: Mapping[str, tuple[float, int]]
+) -> MetricKind:
+    """Whether the metric is a success rate (binomial item noise applies) or continuous (per-item sd): declared by
+    `[metric].kind`, else inferred from the anchor's item scores (all 0 or 1), else from its domain scores (a
+    report without items whose scores all lie in [0, 1] is taken for a success rate, as before `kind` existed)."""
+    declared = metric.kind if metric is not None else "auto"
+    if declared != "auto":
+        return MetricKind(declared == "success_rate", f'declared `kind = "{declared}"`')
+    items = [i.score for i in report.items] if report is not None and report.items else []
+    if items:
+        if stats.is_success_rate_items(items):
+            return MetricKind(True, "inferred: every item score of the anchor is 0 or 1")
+        return MetricKind(False, "inferred: the anchor's item scores are not all 0 or 1")
+    if not counts:
+        return MetricKind(True, "not yet known (no anchor has been evaluated); taken for a success rate")
+    if all(0.0 <= p <= 1.0 for p, _ in counts.values()):
+        return MetricKind(True, "assumed: no item scores, and every domain score lies in [0, 1]")
+    return MetricKind(False, "assumed: no item scores, and a domain score lies outside [0, 1]")
+
+
+def anchor_report(anchor: Manifest | None, campaign_root: Path | None) -> EvalReport | None:
+    ckpt = selected_eval(anchor) if anchor is not None else None
+    if ckpt is None or campaign_root is None:
+        return None
+    report, _ = load_eval_report(campaign_root, ckpt.report)
+    return report
 
 
 def estimate_dev_noise(
-    history: Sequence[Manifest], *, round_no: int, weights: Mapping[str, float], domains: Sequence[str], k: float
+    history: Sequence[Manifest],
+    *,
+    round_no: int,
+    weights: Mapping[str, float],
+    domains: Sequence[str],
+    k: float,
+    metric: Metric | None = None,
+    campaign_root: Path | None = None,
 ) -> DevNoise:
     """Seed noise pooled over runs of one recipe (objective re-scored under the current weights, so a reweighting
-    does not masquerade as noise) plus the binomial item noise of the latest anchor."""
+    does not masquerade as noise) plus the item-sampling noise of the latest anchor's objective.
+
+    The item noise is the analytic sd of the mean of the anchor's per-item scores, per domain (s/√n), combined
+    with the objective's weights; for a success rate it is the binomial sd, which is the same figure for 0/1 items
+    and needs only the counts. The analytic sd rather than a bootstrap: one anchor has no partner to pair with
+    (a paired bootstrap over shared items needs two runs, and would mix their seed noise into the item noise),
+    the bootstrap sd of a mean converges to s/√n anyway, and the analytic figure is exact, deterministic and
+    scales with the metric. Paired bootstraps still give every candidate's gain interval (`candidates`).
+    """
     groups = replication_groups(history)
     objective_groups = [
         [v for m in g if (v := stats.weighted_objective(domain_scores(m), weights)) is not None] for g in groups
     ]
     seed_sd, dof = stats.pooled_sd(objective_groups)
     anchor = latest_anchor(history, round_no)
-    item_sd = stats.objective_item_sd(domain_counts(anchor), weights) if anchor else None
+    report = anchor_report(anchor, campaign_root)
+    counts = domain_counts(anchor) if anchor is not None else {}
+    kind = metric_kind(metric, report, counts)
+    per_item = report.item_scores() if report is not None else {}
+    domain_items: dict[str, float] = {}
+    methods: set[str] = set()
+    for d, (p, n) in counts.items():
+        items = list(per_item.get(d, {}).values())
+        sd, method = stats.domain_item_sd(p, n, items, success_rate=kind.success_rate)
+        methods.add(method)
+        if sd is not None:
+            domain_items[d] = sd
+    item_sd = stats.weighted_sd(domain_items, weights) if anchor is not None else None
     band = stats.combined_band(seed_sd, item_sd)
     runs = sum(len(g) for g in objective_groups if len(g) >= 2)
     recipes = sum(1 for g in objective_groups if len(g) >= 2)
@@ -64,19 +138,26 @@ def estimate_dev_noise(
         seed_note = "seed noise not yet measured (needs two runs of one recipe: unchanged anchors, or a replicate)"
     else:
         seed_note = f"seed sd {seed_sd:.4f} pooled over {runs} runs of {recipes} recipe(s) ({dof} degrees of freedom)"
-    item_note = (
-        f"item sd {item_sd:.4f} (binomial, from {anchor.candidate_id}'s dev item counts)"
-        if anchor is not None and item_sd is not None
-        else "item noise unknown (no anchor has run)"
-    )
+    if anchor is None:
+        item_note = "item noise unknown (no anchor has run)"
+    elif item_sd is None:
+        item_note = (
+            f"item noise unknown: {metric.name if metric else 'the metric'} is {kind.name} ({kind.how}) and "
+            f"{anchor.candidate_id}'s report holds no item scores to measure it"
+        )
+    elif kind.success_rate:
+        item_note = (
+            f"item sd {item_sd:.4f} (binomial, from {anchor.candidate_id}'s dev item counts; success rate, {kind.how})"
+        )
+    else:
+        item_note = (
+            f"item sd {item_sd:.4f} (sd of the mean of {anchor.candidate_id}'s per-item scores; continuous metric, "
+            f"{kind.how})"
+        )
     domain_bands: dict[str, float] = {}
     for d in domains:
         d_seed, _ = stats.pooled_sd([[domain_scores(m)[d] for m in g if d in domain_scores(m)] for g in groups])
-        d_item = None
-        if anchor is not None and d in domain_counts(anchor):
-            p, n = domain_counts(anchor)[d]
-            d_item = stats.binomial_sd(p, n) if n > 0 else None
-        d_band = stats.combined_band(d_seed, d_item)
+        d_band = stats.combined_band(d_seed, domain_items.get(d))
         if d_band is not None:
             domain_bands[d] = d_band
     return DevNoise(
@@ -87,14 +168,16 @@ def estimate_dev_noise(
         observations=len([m for m in history if m.role == "anchor" and m.ok]),
         note=f"{seed_note}; {item_note}; band = sqrt(seed² + item²); threshold = k·band with k = {k:g}",
         domain_bands=domain_bands,
+        metric_kind=kind.name,
+        metric_kind_how=kind.how,
     )
 
 
 def estimate_external_noise(
-    history: Sequence[Manifest], policy: Policy
+    history: Sequence[Manifest], policy: Policy, *, success_rate: bool = True
 ) -> tuple[float, Literal["anchors", "binomial", "policy default"]]:
-    """External sd: from anchors' external scores (pooled per recipe) when two exist, else the binomial sd of the
-    external item count, else the policy's assumed default."""
+    """External sd: from anchors' external scores (pooled per recipe) when two exist, else (for a success rate
+    only) the binomial sd of the external item count, else the policy's assumed default."""
     anchor_groups: dict[str, list[float]] = defaultdict(list)
     for m in history:
         if m.role == "anchor" and m.external is not None:
@@ -102,13 +185,18 @@ def estimate_external_noise(
     sd, _ = stats.pooled_sd(anchor_groups.values())
     if sd is not None and sd > 0:  # identical anchor scores say too little to set a band of zero
         return sd, "anchors"
-    with_n = [m for m in history if m.external is not None and m.external.n]
-    if with_n:
-        ref = max(with_n, key=lambda m: (m.role == "anchor", m.round))
-        assert ref.external is not None and ref.external.n is not None
+    ref = external_count_reference(history)
+    if success_rate and ref is not None and ref.external is not None and ref.external.n:
         if 0.0 <= ref.external.score <= 1.0:
             return stats.binomial_sd(ref.external.score, ref.external.n), "binomial"
     return policy.noise.external_sd_default, "policy default"
+
+
+def external_count_reference(history: Sequence[Manifest]) -> Manifest | None:
+    """The run whose external item count describes the external split: the latest anchor that has one, else the
+    latest candidate."""
+    with_n = [m for m in history if m.external is not None and m.external.n]
+    return max(with_n, key=lambda m: (m.role == "anchor", m.round)) if with_n else None
 
 
 def external_reference(history: Sequence[Manifest], round_no: int) -> Manifest | None:
@@ -117,5 +205,5 @@ def external_reference(history: Sequence[Manifest], round_no: int) -> Manifest |
     submitted = [m for m in history if m.role == "anchor" and m.external is not None and m.round <= round_no]
     same = [m for m in submitted if m.round == round_no]
     if same:
-        return same[0]
-    return max(submitted, key=lambda m: m.round) if submitted else None
+        return min(same, key=lambda m: m.candidate_id)
+    return min(submitted, key=lambda m: (-m.round, m.candidate_id)) if submitted else None

@@ -117,18 +117,40 @@ def _patterns(evidence: Evidence) -> list[str]:
     )
 
 
+def _kind(kind: str | None) -> str:
+    return {"success_rate": "a success rate (binomial item noise)", "continuous": "continuous (per-item sd)"}.get(
+        kind or "", "—"
+    )
+
+
+def _power(cal: Calibration) -> list[str]:
+    p = cal.external_power
+    if p is None:
+        return []
+    power = "unknown" if p.power is None else f"{p.power:.2f}"
+    verdict = {True: "resolves it", False: "**cannot resolve it**", None: "unknown"}[p.resolves]
+    return [
+        f"- external power: {power} to see a gain of {_signed(p.effect)} (minimum {p.min_power:.2f}): the split "
+        f"{verdict}; it resolves gains of {_signed(p.resolvable_gain)} or more",
+        f"  - how: {p.note}",
+    ]
+
+
 def _calibration(cal: Calibration) -> list[str]:
     lines = [
         f"- dev noise band {_num(cal.dev_noise_band)} (seed sd {_num(cal.seed_sd)}, item sd {_num(cal.item_sd)}); "
         f"promotion threshold k·band = {_num(cal.dev_threshold)} with k = {cal.k:g}",
         f"- how: {cal.noise_note}" if cal.noise_note else "- how: —",
+        f"- dev item scores: {_kind(cal.metric_kind)} ({cal.metric_kind_how})" if cal.metric_kind else "",
         f"- external noise band {_num(cal.external_noise_band)} (from {cal.external_noise_source or '—'}); "
         f"external threshold {_num(cal.external_threshold)}",
         f"- {len(cal.points)} candidate(s) with an external score; mean dev−external gap {_signed(cal.mean_gap)}",
         f"- Spearman rank correlation of external gain on dev gain: {_num(cal.spearman, '+.3f')} "
         f"(95% interval {_interval(cal.spearman_interval)}); Theil–Sen slope {_num(cal.slope, '+.3f')}",
         "- decoupled proxy domains: " + (", ".join(f"**{d}**" for d in cal.decoupled_domains) or "none"),
+        *_power(cal),
     ]
+    lines = [line for line in lines if line]
     if cal.points:
         lines += ["", "### points", ""]
         lines += _table(

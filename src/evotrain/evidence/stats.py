@@ -45,14 +45,49 @@ def binomial_sd(p: float, n: int) -> float:
     return math.sqrt(q * (1.0 - q) / n)
 
 
-def objective_item_sd(domains: Mapping[str, tuple[float, int]], weights: Mapping[str, float]) -> float | None:
-    """Item-sampling sd of the weighted objective, from each domain's score and item count (p, n)."""
-    usable = {d: pn for d, pn in domains.items() if pn[1] > 0}
+def is_success_rate_items(scores: Iterable[float]) -> bool:
+    """Whether every item score is 0 or 1 (and there is at least one): the metric counts successes."""
+    values = list(scores)
+    return bool(values) and all(v in (0.0, 1.0) for v in values)
+
+
+def mean_sd(scores: Sequence[float]) -> float | None:
+    """Sampling sd of the mean of per-item scores, s/√n with the sample sd s (n − 1 degrees of freedom); None with
+    fewer than two items. It holds for any metric and scales with it (scores ×10 give an sd ×10)."""
+    values = np.asarray(scores, dtype=float)
+    if values.size < 2:
+        return None
+    return float(values.std(ddof=1)) / math.sqrt(values.size)
+
+
+def domain_item_sd(
+    score: float, n: int, items: Sequence[float] | None, *, success_rate: bool
+) -> tuple[float | None, str]:
+    """Item-sampling sd of one domain's mean score, and how it was computed.
+
+    A success rate uses the binomial sd of its mean (exact for 0/1 items, and needs only the count); any other
+    metric uses the sd of its per-item scores, and has no item noise estimate without them.
+    """
+    if success_rate:
+        return (binomial_sd(score, n) if n > 0 else None), "binomial"
+    if items:
+        return mean_sd(items), "per-item"
+    return None, "unknown"
+
+
+def weighted_sd(sds: Mapping[str, float], weights: Mapping[str, float]) -> float | None:
+    """sd of the weighted objective from independent per-domain sds: sqrt(Σ (w_d / Σw)² sd_d²)."""
+    usable = {d: sd for d, sd in sds.items() if math.isfinite(sd)}
     total = sum(weights.get(d, 1.0) for d in usable)
     if not usable or total <= 0:
         return None
-    var = sum((weights.get(d, 1.0) / total) ** 2 * binomial_sd(p, n) ** 2 for d, (p, n) in usable.items())
-    return math.sqrt(var)
+    return math.sqrt(sum((weights.get(d, 1.0) / total) ** 2 * sd**2 for d, sd in usable.items()))
+
+
+def objective_item_sd(domains: Mapping[str, tuple[float, int]], weights: Mapping[str, float]) -> float | None:
+    """Binomial item-sampling sd of the weighted objective, from each domain's score and item count (p, n): for a
+    success rate (`weighted_sd` of `domain_item_sd` covers any metric)."""
+    return weighted_sd({d: binomial_sd(p, n) for d, (p, n) in domains.items() if n > 0}, weights)
 
 
 def pooled_sd(groups: Iterable[Sequence[float]]) -> tuple[float | None, int]:
@@ -173,7 +208,8 @@ def unpaired_gain(
     sign: float,
     level: float = CONFIDENCE,
 ) -> PairedGain | None:
-    """Fallback without item-level scores: normal interval from the binomial variance of both means."""
+    """Fallback without item-level scores: normal interval from the binomial variance of both means (a success rate
+    only: for any other metric the counts say nothing about the spread, and the caller has no interval)."""
     common = sorted(set(candidate) & set(anchor))
     total = sum(weights.get(d, 1.0) for d in common)
     if not common or total <= 0:
@@ -197,6 +233,22 @@ def unpaired_gain(
         domains=per_domain,
         method="unpaired normal interval from binomial variances (no item-level scores)",
     )
+
+
+# ---- power ---------------------------------------------------------------------------------------------------
+def detection_power(effect: float, sd: float, margin: float) -> float:
+    """Probability that a true gain `effect` shows as an observed gain above `margin`, when the observed gain is
+    the difference of two scores each with sd `sd` (normal approximation: sd of the difference √2·sd)."""
+    if sd <= 0 or not math.isfinite(sd):
+        return 1.0 if effect > margin else 0.0
+    return float(sps.norm.sf((margin - effect) / (math.sqrt(2.0) * sd)))
+
+
+def resolvable_gain(sd: float, margin: float, power: float) -> float:
+    """The smallest true gain that `detection_power` sees with probability `power`: margin + z_power·√2·sd."""
+    if sd <= 0 or not math.isfinite(sd):
+        return margin
+    return margin + float(sps.norm.ppf(min(max(power, 1e-9), 1 - 1e-9))) * math.sqrt(2.0) * sd
 
 
 # ---- calibration ---------------------------------------------------------------------------------------------
@@ -258,17 +310,24 @@ def decoupling(
 
 
 # ---- bookkeeping over manifests ------------------------------------------------------------------------------
+def reference_anchors(history: Iterable[Manifest]) -> dict[int, Manifest]:
+    """Per round, the anchor gains are measured against: the first (by candidate id) that ran to a selected
+    checkpoint. A round's further anchors (`noise.anchors_per_round` > 1) only measure seed noise."""
+    out: dict[int, Manifest] = {}
+    for m in history:
+        if m.role == "anchor" and m.ok and (m.round not in out or m.candidate_id < out[m.round].candidate_id):
+            out[m.round] = m
+    return out
+
+
 def round_anchor(manifests: Iterable[Manifest], round_no: int) -> Manifest | None:
-    """The round's anchor, if it ran to a selected checkpoint."""
-    for m in manifests:
-        if m.round == round_no and m.role == "anchor" and m.ok:
-            return m
-    return None
+    """The round's (reference) anchor, if it ran to a selected checkpoint."""
+    return reference_anchors(m for m in manifests if m.round == round_no).get(round_no)
 
 
 def candidate_gains(history: Sequence[Manifest], sign: float) -> dict[str, float]:
     """Objective gain over its own round's anchor for every ok non-anchor candidate of the campaign."""
-    anchors = {m.round: m for m in history if m.role == "anchor" and m.ok}
+    anchors = reference_anchors(history)
     out: dict[str, float] = {}
     for m in history:
         anchor = anchors.get(m.round)

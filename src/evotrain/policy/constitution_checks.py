@@ -123,6 +123,14 @@ def _check_rotation(u: _Update) -> None:
         return
     others = sorted(set(u.spec.search.categories()) - explored)
     rounds = ", ".join(str(r) for r in plateau)
+    power = u.evidence.calibration.external_power
+    if power is not None and power.resolves is False:
+        u.notes.append(
+            f"axis_rotation: {progress.rounds_without_gain} rounds without external gain (rounds {rounds}), but the "
+            f"external split could not have resolved a gain of the size tested, so rotation is not required: "
+            f"{power.note}"
+        )
+        return
     if not others:
         u.notes.append(
             f"axis_rotation: {progress.rounds_without_gain} rounds without external gain, but every axis category "
@@ -228,15 +236,16 @@ def _external_refusals(
     external = sum(m.external.score for m in scored if m.external) / len(scored)
     out = []
     origin = next((m for m in history if m.candidate_id == source), None)
-    anchor = next(
+    anchor = min(
         (m for m in history if origin and m.round == origin.round and m.role == "anchor" and m.external is not None),
-        None,
+        key=lambda m: m.candidate_id,
+        default=None,
     )
     if anchor is not None and anchor.external is not None and sign * (external - anchor.external.score) <= 0:
         out.append(
             RuleBreach(
                 rule="external_authoritative",
-                reason=f"{source} scores {external:.4f} on the external target, not above its round's anchor "
+                reason=f"{source} scores {external:.4f} on the external target, no better than its round's anchor "
                 f"({anchor.external.score:.4f}): promoting it would follow dev against the external target",
             )
         )
@@ -244,7 +253,7 @@ def _external_refusals(
         out.append(
             RuleBreach(
                 rule="external_authoritative",
-                reason=f"{source} scores {external:.4f} on the external target, below the best known "
+                reason=f"{source} scores {external:.4f} on the external target, worse than the best known "
                 f"{previous.best_external:.4f} ({previous.best_external_source})",
             )
         )

@@ -14,7 +14,7 @@ def initial_policy(spec: SubstrateSpec) -> Policy:
         for name, axis in spec.search.axes.items()
     ]
     objective = SelectionObjective(
-        mode="maximize_dev",
+        mode="optimize_dev",
         domain_weights={d: 1.0 for d in spec.metric.domains},
         provenance=[Provenance(round=0, action="set", reason="round 0: every metric domain weighted 1.0")],
     )

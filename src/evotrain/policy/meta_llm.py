@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import openai
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evotrain.errors import ConfigError
 from evotrain.llm_api import ModelPrice, api_key, make_client
@@ -32,7 +32,7 @@ from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence
 from evotrain.records.manifest import Manifest
 from evotrain.records.meta import MetaRecord, Narrative
-from evotrain.records.policy import DeadEnd, Policy, Provenance, StandingRecipe
+from evotrain.records.policy import LEGACY_OBJECTIVE_MODES, DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
 
 
@@ -58,7 +58,13 @@ class DeadEndEntry(BaseModel):
 
 class ObjectiveUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    mode: Literal["maximize_dev", "proxy_aware"] | None = None
+    mode: Literal["optimize_dev", "proxy_aware"] | None = None
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _legacy_mode_name(cls, mode: object) -> object:
+        return LEGACY_OBJECTIVE_MODES.get(mode, mode) if isinstance(mode, str) else mode
+
     domain_weights: dict[str, float] | None = None
     untrusted_domains: list[str] | None = None
 
@@ -75,6 +81,8 @@ class PolicyUpdate(BaseModel):
         None, description="the whole dead-end registry after the update (keep every existing entry, in order)"
     )
     noise_k: float | None = Field(None, description="promotion threshold multiplier: threshold = k · band")
+    anchors_per_round: int | None = Field(None, ge=1, description="unchanged runs (fresh seeds) in each round")
+    replicates: int | None = Field(None, ge=1, description="fresh-seed runs of a near-threshold win before promotion")
     objective: ObjectiveUpdate | None = None
     asks: list[str] | None = None
     replicate: list[str] = Field([], description="candidate ids to re-run with a fresh seed before promotion")
@@ -237,6 +245,12 @@ def apply_update(
         nxt.noise.k = update.noise_k
         nxt.noise.threshold = update.noise_k * nxt.noise.band if nxt.noise.band is not None else None
         nxt.noise.provenance.append(log("noise_k", f"k = {update.noise_k:g}"))
+    if update.anchors_per_round is not None and update.anchors_per_round != nxt.noise.anchors_per_round:
+        nxt.noise.anchors_per_round = update.anchors_per_round
+        nxt.noise.provenance.append(log("anchors_per_round", f"{update.anchors_per_round} anchor(s) per round"))
+    if update.replicates is not None and update.replicates != nxt.noise.replicates:
+        nxt.noise.replicates = update.replicates
+        nxt.noise.provenance.append(log("replicates", f"{update.replicates} replicate(s) of a near-threshold win"))
     if update.promote is not None:
         nxt.standing_recipe = _promoted(update.promote, previous, evidence, history, log)
     for change in update.axes:

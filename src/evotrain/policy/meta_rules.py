@@ -29,9 +29,11 @@ BASE_ASK = "explore your assigned axis with one clear, single-variable change an
 FREE_FORM = "(free-form edit)"  # the knob name of a dead end recorded for an edit that declared no knob change
 
 
-def proxy_ask(domain: str) -> str:
+def proxy_ask(domain: str, sign: float = 1.0) -> str:
+    """The ask for an untrusted domain, in the metric's direction (a minimised metric's dev score may rise)."""
+    worsen, improve = ("lower", "raising") if sign > 0 else ("raise", "lowering")
     return (
-        f"interventions that may lower the dev score on {domain} while raising the external score: rebalance "
+        f"interventions that may {worsen} the dev score on {domain} while {improve} the external score: rebalance "
         f"over-represented domains, select checkpoints by the reweighted objective; treat raw dev gains on {domain} "
         "as suspect unless an external probe confirms them"
     )
@@ -99,7 +101,7 @@ class RuleMetaAgent:
         record_dead_ends(step)
         retire_axes(step)
         rotation_ask = rotate_categories(step)
-        nxt.asks = [BASE_ASK, *(proxy_ask(d) for d in nxt.objective.untrusted_domains)]
+        nxt.asks = [BASE_ASK, *(proxy_ask(d, step.sign) for d in nxt.objective.untrusted_domains)]
         if rotation_ask:
             nxt.asks.append(rotation_ask)
         if not nxt.changelog:
@@ -110,7 +112,7 @@ class RuleMetaAgent:
 # ---- the proxy-aware reversal --------------------------------------------------------------------------------
 def proxy_reversal(step: _Step, downweight: float) -> None:
     """Stop trusting dev domains whose gains no longer reach the external target; select by the reweighted
-    objective; ask for interventions that may lower the proxy while raising the external score."""
+    objective; ask for interventions that may worsen the proxy while improving the external score."""
     objective = step.nxt.objective
     flagged = [d for d in step.evidence.calibration.decoupled_domains if d not in objective.untrusted_domains]
     if not flagged:
@@ -273,18 +275,35 @@ def _harm(step: _Step, m: Manifest, gains: dict[str, float]) -> str | None:
     if m.failure is not None and m.failure.failure_class in RECIPE_FAILURES:
         return f"the trial failed ({m.failure.failure_class}: {m.failure.message})"
     gain = gains.get(m.candidate_id)
-    if gain is not None and step.threshold is not None and gain < -step.threshold:
+    # One run charges a whole direction only when its loss clears the noise threshold; a threshold of zero (no
+    # noise measured) would make every unlucky draw a dead end, so it charges nothing.
+    if gain is not None and step.threshold is not None and step.threshold > 0 and gain < -step.threshold:
         return f"objective gain {gain:+.4f}, below −threshold {-step.threshold:.4f}"
     return None
 
 
+def changed_knobs(m: Manifest) -> list[str]:
+    """The distinct knobs a candidate's change moved (`axis.knob`), in order."""
+    return list(dict.fromkeys(f"{c.axis}.{c.knob}" for c in m.changes))
+
+
 def record_dead_ends(step: _Step) -> None:
+    """A harmful or failed change becomes a dead end only when it isolated its knob: a candidate that changed two
+    knobs or more charges none of them (its loss could be either's)."""
     gains = stats.candidate_gains(step.history, step.sign)
     for m in step.history:
         if m.round != step.round or m.role != "worker" or m.axis is None:
             continue
         why = _harm(step, m, gains)
         if why is None:
+            continue
+        knobs = changed_knobs(m)
+        if len(knobs) > 1:
+            step.log(
+                "dead_end_not_charged",
+                f"{m.candidate_id}: {why}, but it changed {len(knobs)} knobs ({', '.join(knobs)}); the change did "
+                "not isolate a knob, so none is charged",
+            )
             continue
         for entry in _dead_ends_for(step, m, why):
             if _already_registered(entry, step.nxt.dead_ends):
@@ -358,7 +377,10 @@ def _retired_for_harm(axis: AxisState) -> bool:
 
 def rotate_categories(step: _Step) -> str | None:
     """After N measured rounds without external gain, retire the categories explored in them and activate the
-    others (axes retired for harm only when nothing else is left). Returns the ask to favour the new ones."""
+    others (axes retired for harm only when nothing else is left). Returns the ask to favour the new ones.
+
+    Only when the external split could have seen a gain of the size tested (the evidence's external power): a
+    flat score on a split too noisy to resolve such a gain says nothing about the categories explored."""
     n = step.constitution.rotate_after_rounds_without_external_gain
     progress = stats.external_progress(step.history, step.sign, step.previous.noise.external_margin())
     if progress.rounds_without_gain < n:
@@ -366,6 +388,14 @@ def rotate_categories(step: _Step) -> str | None:
     plateau = progress.plateau_rounds[-n:]
     explored = stats.categories_explored(step.history, plateau)
     rounds = ", ".join(map(str, plateau))
+    power = step.evidence.calibration.external_power
+    if power is not None and power.resolves is False:
+        step.log(
+            "rotation_deferred",
+            f"no external gain in rounds {rounds}, but the external split could not have resolved a gain of the size "
+            f"tested: {power.note}",
+        )
+        return None
     others = [a for a in step.nxt.axes if a.category not in explored]
     if not others:
         step.log(

@@ -64,9 +64,12 @@ def _noise(policy: Policy) -> list[str]:
     return [
         f"- promotion threshold = k · band = {n.k:g} · {_fmt(n.band)} = **{_fmt(n.threshold)}** "
         f"(seed sd {_fmt(n.seed_sd)}, item sd {_fmt(n.item_sd)}; {n.anchor_observations} anchor run(s))",
-        f"- a win within ×(1 + {n.replicate_margin:g}) of the threshold is replicated with a fresh seed before "
-        "promotion",
+        f"- {n.anchors_per_round} anchor(s) per round (the standing recipe unchanged, fresh seeds)",
+        f"- a win within ×(1 + {n.replicate_margin:g}) of the threshold is replicated with {n.replicates} fresh "
+        f"seed(s) before promotion",
         f"- external noise sd: {_fmt(n.external_sd)} (assumed {n.external_sd_default:g} until measured)",
+        f"- the external target counts as flat for axis rotation only when its split could have seen a gain of the "
+        f"size tested with power ≥ {n.min_external_power:g}",
         f"- provenance: {_provenance(n.provenance)}",
     ]
 
@@ -74,7 +77,7 @@ def _noise(policy: Policy) -> list[str]:
 def _objective(policy: Policy) -> list[str]:
     o = policy.objective
     mode = {
-        "maximize_dev": "maximize the weighted dev score",
+        "optimize_dev": "rank by the weighted dev objective, in the metric's direction",
         "proxy_aware": "proxy-aware: some dev domains no longer predict the external target",
     }[o.mode]
     lines = [

@@ -72,6 +72,24 @@ class CalibrationPoint(BaseModel):
     external_gain: float | None = None
 
 
+class ExternalPower(BaseModel):
+    """Whether the external split could have seen a gain of the size the candidates tested: what the rotation rule
+    needs before it reads a flat external target as "nothing worked"."""
+
+    sd: float  # sd of one external score (the calibration's external noise band)
+    sd_source: str  # "anchors", "binomial" or "policy default"
+    n: int | None = None  # external items, when the target reports them
+    margin: float  # how far a new external best must clear the old one to count as progress (k · sd)
+    effect: float | None = None  # the gain size tested: max(dev threshold, best dev gain submitted in the plateau)
+    effect_source: str = ""  # in words, where `effect` came from
+    power: float | None = None  # P(observed external gain > margin | true gain = effect); None when unknown
+    min_power: float = 0.8  # the policy's noise.min_external_power
+    resolvable_gain: float  # the smallest true gain seen with probability min_power
+    resolves: bool | None = None  # power >= min_power; None when unknown (the rotation rule then acts as before)
+    plateau_rounds: list[int] = []  # the measured rounds without external improvement, as the rules count them
+    note: str = ""
+
+
 class Calibration(BaseModel):
     """Dev against the external target across every candidate of the campaign that has an external score."""
 
@@ -83,12 +101,15 @@ class Calibration(BaseModel):
     dev_noise_band: float | None = None  # the anchor noise band on the objective
     external_noise_band: float | None = None
     seed_sd: float | None = None  # pooled sd of anchor/replicate objectives of one recipe across seeds
-    item_sd: float | None = None  # binomial item-sampling sd of the anchor's objective
+    item_sd: float | None = None  # item-sampling sd of the anchor's objective (per-item sd, or binomial)
     k: float = 2.0  # the policy's multiplier: threshold = k · band
     dev_threshold: float | None = None  # the promotion threshold k · dev_noise_band
     external_threshold: float | None = None  # k · external_noise_band
     noise_note: str = ""  # where each noise figure came from, in words
     external_noise_source: str = ""  # "anchors", "binomial" or "policy default"
+    metric_kind: Literal["success_rate", "continuous"] | None = None  # what one dev item's score is
+    metric_kind_how: str = ""  # declared in evotrain.toml, or inferred from what
+    external_power: ExternalPower | None = None
     domain_noise_bands: dict[str, float] = {}  # per-domain band on the dev domain score
     per_domain: list[DomainCalibration] = []
     decoupled_domains: list[str] = []

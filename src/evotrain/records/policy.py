@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from evotrain.records.manifest import KnobChange
 
@@ -68,8 +68,13 @@ class DeadEnd(BaseModel):
 
 class NoiseRules(BaseModel):
     k: float = 2.0  # promotion threshold = k · band
+    anchors_per_round: Annotated[int, Field(ge=1)] = 1  # unchanged runs (fresh seeds) each round: seed noise
+    replicates: Annotated[int, Field(ge=1)] = 1  # fresh-seed runs of a near-threshold win before promotion
+    # The rotation rule acts on a flat external target only when the external split could have seen a gain of the
+    # size tested with at least this probability (the power in the evidence's calibration section).
+    min_external_power: Annotated[float, Field(ge=0.0, le=1.0)] = 0.8
     seed_sd: float | None = None  # sd of the anchor objective across rounds/replicates
-    item_sd: float | None = None  # binomial sampling sd of the anchor objective from the dev item count
+    item_sd: float | None = None  # item-sampling sd of the anchor objective (per-item scores, or binomial)
     band: float | None = None  # combined sd: sqrt(seed_sd² + item_sd²)
     threshold: float | None = None  # k · band
     external_sd: float | None = None  # sd of the anchor's external score, once measured
@@ -84,6 +89,9 @@ class NoiseRules(BaseModel):
         return self.k * sd
 
 
+LEGACY_OBJECTIVE_MODES = {"maximize_dev": "optimize_dev"}  # old name -> current name, accepted when reading
+
+
 class SelectionObjective(BaseModel):
     """How checkpoints and candidates are ranked: a weighted mean of per-domain dev scores.
 
@@ -93,11 +101,19 @@ class SelectionObjective(BaseModel):
 
     model_config = ConfigDict(validate_assignment=True)
 
-    mode: Literal["maximize_dev", "proxy_aware"] = "maximize_dev"
+    # "optimize_dev": rank by the weighted dev objective in the metric's direction (policies written before the
+    # name was direction-neutral say "maximize_dev", read as "optimize_dev"); "proxy_aware": some dev domains are
+    # untrusted and the objective is reweighted.
+    mode: Literal["optimize_dev", "proxy_aware"] = "optimize_dev"
     domain_weights: dict[str, float] = {}
     untrusted_domains: list[str] = []
     checkpoint_criterion: Literal["objective", "last"] = "objective"
     provenance: list[Provenance] = []
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _legacy_mode_name(cls, mode: object) -> object:
+        return LEGACY_OBJECTIVE_MODES.get(mode, mode) if isinstance(mode, str) else mode
 
     @field_validator("domain_weights")
     @classmethod

@@ -87,11 +87,18 @@ class ResourceTable(_Strict):
         return self.default.model_copy(update=override.model_dump(exclude_none=True))
 
 
+MetricKind = Literal["auto", "success_rate", "continuous"]
+
+
 class Metric(_Strict):
     name: str
     direction: Literal["maximize", "minimize"] = "maximize"
     domains: Annotated[list[str], Field(min_length=1)]
     aggregate: Literal["items", "domains"] = "items"
+    # What one item's score is, for the item-sampling noise (docs/substrate-format.md): "success_rate" (each item
+    # scores 0 or 1: the binomial sd applies), "continuous" (any number: the sd of the per-item scores), or
+    # "auto" (success rate when every item score of the anchor's report is 0 or 1, else continuous).
+    kind: MetricKind = "auto"
 
     @field_validator("domains")
     @classmethod
@@ -104,6 +111,15 @@ class Metric(_Strict):
     def sign(self) -> float:
         """+1 when larger is better: multiply a score difference by this to get a gain."""
         return 1.0 if self.direction == "maximize" else -1.0
+
+    @property
+    def better(self) -> str:
+        """The word for a change in the good direction of a score ("higher" or "lower")."""
+        return "higher" if self.direction == "maximize" else "lower"
+
+    @property
+    def worse(self) -> str:
+        return "lower" if self.direction == "maximize" else "higher"
 
 
 KnobType = Literal["float", "int", "choice", "bool", "weights"]
