@@ -153,8 +153,12 @@ def run(
         str | None, typer.Option(help="where steps run: local or slurm (default: \\[executor] kind in campaign.toml)")
     ] = None,
     # ---- agent workers and meta agent (docs/agents.md) ----
-    agent: Annotated[str, typer.Option(help="worker backend: mutator, claude-code, codex or openai")] = "mutator",
-    meta: Annotated[str, typer.Option(help="meta agent: rules or llm")] = "rules",
+    agent: Annotated[
+        str, typer.Option(help="worker backend: mutator, optuna-tpe, random, claude-code, codex or openai")
+    ] = "mutator",
+    meta: Annotated[
+        str, typer.Option(help="meta agent: rules, llm or none (keeps the policy: for search baselines)")
+    ] = "rules",
     agent_model: Annotated[str | None, typer.Option(help="model of the agent worker (and of the llm meta)")] = None,
     agent_base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. a local vLLM")] = None,
     meta_model: Annotated[str | None, typer.Option(help="model of the llm meta agent (default: --agent-model)")] = None,

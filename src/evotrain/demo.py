@@ -98,20 +98,32 @@ def prepare_demo(
 def demo_leaderboard(paths: DemoPaths, *, timeout_s: float = 60.0) -> Iterator[str | None]:
     """Serve the demo's hidden labels for the duration of the block; yields the server's URL.
 
-    Sets URL_ENV and TOKEN_ENV for the campaign, and stops the server and restores the environment on the way out,
-    whatever ended the block. A campaign made before the demo used a leaderboard (a command target) runs as it was:
-    nothing is started and None is yielded.
+    A campaign made before the demo used a leaderboard (a command target) runs as it was: nothing is started and
+    None is yielded.
     """
     config = load_config(paths.campaign / "campaign.toml")
     if not isinstance(config.external, LeaderboardTargetConfig):
         yield None
         return
-    server, url = start_leaderboard(paths.answers, paths.leaderboard_db, timeout_s=timeout_s)
+    with serve_leaderboard(paths.answers, paths.leaderboard_db, config.name, timeout_s=timeout_s) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_leaderboard(
+    answers: Path, db: Path, campaign: str, *, budget: Budget = DEMO_BUDGET, timeout_s: float = 60.0
+) -> Iterator[str]:
+    """A leaderboard server on `answers` for the campaign named `campaign`, for the duration of the block.
+
+    Sets URL_ENV and TOKEN_ENV for the campaign (`external_target()` reads them), and stops the server and
+    restores the environment on the way out, whatever ended the block.
+    """
+    server, url = start_leaderboard(answers, db, timeout_s=timeout_s)
     saved = {name: os.environ.get(name) for name in (URL_ENV, TOKEN_ENV)}
     try:
-        store = LeaderboardStore(paths.leaderboard_db)
+        store = LeaderboardStore(db)
         try:  # a fresh token each run (only its hash is stored); the submissions and the budget carry over
-            token = store.create_campaign(config.name, DEMO_BUDGET, rotate=True)
+            token = store.create_campaign(campaign, budget, rotate=True)
         finally:
             store.close()
         os.environ[URL_ENV], os.environ[TOKEN_ENV] = url, token

@@ -12,8 +12,9 @@ from evotrain.errors import ConstitutionViolation, EvotrainError
 from evotrain.fileio import hash_file
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import enforce
+from evotrain.policy.meta_none import KeepPolicyMetaAgent
 from evotrain.records.evaluation import read_eval_report
-from evotrain.records.events import EvidenceWritten, Planned, RoundClosed, RoundEvent
+from evotrain.records.events import EvidenceWritten, Planned, PolicyWritten, RoundClosed, RoundEvent
 from evotrain.records.evidence import SECTIONS, Evidence
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.records.manifest import Manifest
@@ -50,8 +51,11 @@ def audit_campaign(run_dir: Path) -> list[str]:
             evidence = _audit_evidence(store, round_paths, events, problems)
             next_round = paths.round(round_paths.number + 1)
             next_policy = _load_policy(store, next_round, problems)
+            written = [e for e in events if isinstance(e, PolicyWritten)]
+            frozen = bool(written) and written[-1].meta == KeepPolicyMetaAgent.name
             if evidence is not None and next_policy is not None:
-                _audit_transition(policy, next_policy, evidence, constitution, spec, history, next_round, problems)
+                transition = (policy, next_policy, evidence, constitution, spec, history, frozen)
+                _audit_transition(*transition, next_round, problems)
         previous = policy
     return problems
 
@@ -121,6 +125,7 @@ def _audit_transition(
     constitution: Constitution,
     spec: SubstrateSpec,
     history: list[Manifest],
+    frozen: bool,
     next_round: RoundPaths,
     problems: list[str],
 ) -> None:
@@ -132,6 +137,7 @@ def _audit_transition(
             constitution=constitution,
             spec=spec,
             history=history,
+            frozen=frozen,
         )
     except ConstitutionViolation as exc:
         problems.append(f"{next_round.policy_json}: {exc.message}")

@@ -26,6 +26,7 @@ from evotrain.external.protocol import ExternalTarget
 from evotrain.fileio import atomic_write_json, hash_file
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import enforce
+from evotrain.policy.meta_none import KeepPolicyMetaAgent
 from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, PolicyWritten, RoundClosed
@@ -35,6 +36,7 @@ from evotrain.records.manifest import Cost, ExternalResult, Failure, Manifest
 from evotrain.records.policy import Policy, StandingRecipe
 from evotrain.sandbox.diff import editable_files_changed, recipe_diff
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
+from evotrain.sandbox.knobs import knob_settings
 from evotrain.sandbox.violations import detect_violations
 from evotrain.substrate.snapshot import SubstrateHashes
 from evotrain.substrate.spec import SubstrateSpec
@@ -84,6 +86,8 @@ class RoundContext:
     worker: Worker
     observer: RunObserver
     poll_interval: float
+    history: list[Manifest] = field(default_factory=list)  # the manifests of the rounds before this one
+    worker_candidates: list[str] = field(default_factory=list)  # this round's worker candidate ids, in plan order
     brief: str = field(default_factory=worker_brief)
 
 
@@ -142,8 +146,10 @@ class Campaign:
             worker=self.worker,
             observer=self.observer,
             poll_interval=self.poll_interval,
+            history=self.store.manifests(up_to_round=round_paths.number - 1),
         )
         plans = self._plan(ctx, workers)
+        ctx.worker_candidates = [round_paths.candidate(p.name).candidate_id for p in plans if p.role == "worker"]
         self.observer.round_started(round_paths.number, plans)
         manifests = self._run_candidates(ctx, plans, parallel)
         manifests = self._submit_external(ctx, manifests, parallel)
@@ -171,6 +177,7 @@ class Campaign:
             constitution=constitution,
             spec=spec,
             history=history,
+            frozen=self.meta_agent.name == KeepPolicyMetaAgent.name,
         )
         self.store.write_policy(round_paths.number + 1, next_policy)
         self.store.append_event(
@@ -318,6 +325,7 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
         worker=ctx.worker.name if plan.role == "worker" else "none",
         rationale=result.rationale,
         changes=result.changes,
+        knob_values=knob_settings(cp.sandbox, ctx.spec),
         recipe_diff=diff,
         edited_files=edited,
         violations=violations,
@@ -395,6 +403,8 @@ def _propose(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> Work
         policy_markdown=ctx.round.policy_md.read_text(),
         brief=ctx.brief,
         dead_ends=ctx.policy.dead_ends,
+        history=ctx.history,
+        round_candidates=ctx.worker_candidates,
     )
     try:
         return ctx.worker.propose(request)

@@ -23,6 +23,7 @@ class _Update:
     constitution: Constitution
     spec: SubstrateSpec
     history: Sequence[Manifest]
+    frozen: bool = False  # a search baseline's policy (`--meta none`): it may change only its measurements
     breaches: list[RuleBreach] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -114,7 +115,7 @@ def _check_rotation(u: _Update) -> None:
             f"the policy records {u.proposed.rounds_without_external_gain} round(s) without external gain; "
             f"the manifests show {progress.rounds_without_gain}",
         )
-    if progress.rounds_without_gain < n:
+    if progress.rounds_without_gain < n or u.frozen:
         return
     plateau = progress.plateau_rounds[-n:]
     explored = stats.categories_explored(u.history, plateau)
@@ -143,6 +144,20 @@ def _check_rotation(u: _Update) -> None:
         f"{progress.rounds_without_gain} measured rounds without external gain (rounds {rounds} explored "
         f"{', '.join(sorted(explored))}); the active axes must include another category: {', '.join(others)}",
     )
+
+
+# What a policy learns; a frozen (search-baseline) policy keeps every one of them from round to round.
+LEARNED_FIELDS = frozenset({"standing_recipe", "axes", "dead_ends", "objective", "external_plan", "replicate", "asks"})
+
+
+def _check_frozen(u: _Update) -> None:
+    changed = sorted(name for name in LEARNED_FIELDS if getattr(u.previous, name) != getattr(u.proposed, name))
+    if changed:
+        u.breach(
+            "frozen_baseline",
+            f"a search baseline's policy (meta agent `none`) may change only its measurements; it changed "
+            f"{', '.join(changed)}",
+        )
 
 
 def _check_promotion(u: _Update) -> None:
@@ -267,17 +282,21 @@ def _run_checks(
     constitution: Constitution,
     spec: SubstrateSpec,
     history: Sequence[Manifest],
+    frozen: bool = False,
 ) -> _Update:
-    u = _Update(previous, proposed, evidence, constitution, spec, history)
+    u = _Update(previous, proposed, evidence, constitution, spec, history, frozen)
     _check_policy_chain(u)
     if constitution.dead_ends_append_only:
         _check_dead_ends(u)
     if constitution.standing_recipe_editable_only:
         _check_substrate_frozen(u)
-    if constitution.decoupled_domains_must_be_untrusted:
+    if frozen:  # the rules that make a policy act on its evidence do not apply to one that must not learn
+        _check_frozen(u)
+    elif constitution.decoupled_domains_must_be_untrusted:
         _check_gap_calibration(u)
     _check_rotation(u)
-    _check_promotion(u)
+    if not frozen:
+        _check_promotion(u)
     return u
 
 
@@ -289,9 +308,11 @@ def check_policy_update(
     constitution: Constitution,
     spec: SubstrateSpec,
     history: list[Manifest],
+    frozen: bool = False,
 ) -> list[RuleBreach]:
-    """Every rule the proposed policy breaks (empty when it may replace `previous`)."""
-    return _run_checks(previous, proposed, evidence, constitution, spec, history).breaches
+    """Every rule the proposed policy breaks (empty when it may replace `previous`); `frozen` for the policy of a
+    search baseline (meta agent `none`)."""
+    return _run_checks(previous, proposed, evidence, constitution, spec, history, frozen).breaches
 
 
 def enforce(
@@ -302,10 +323,12 @@ def enforce(
     constitution: Constitution,
     spec: SubstrateSpec,
     history: list[Manifest],
+    frozen: bool = False,
 ) -> list[str]:
     """Refuse a violating update (ConstitutionViolation listing every breach); return notes on rules that allowed
-    the update only because they could not apply (e.g. no other axis category to rotate to)."""
-    u = _run_checks(previous, proposed, evidence, constitution, spec, history)
+    the update only because they could not apply (e.g. no other axis category to rotate to). `frozen`: the policy
+    of a search baseline (meta agent `none`), which may change only its measurements."""
+    u = _run_checks(previous, proposed, evidence, constitution, spec, history, frozen)
     if u.breaches:
         raise ConstitutionViolation(
             f"the proposed policy for round {proposed.round} breaks the constitution:\n  "

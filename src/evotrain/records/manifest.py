@@ -125,6 +125,9 @@ class Manifest(BaseModel):
     worker: str
     rationale: str = ""
     changes: list[KnobChange] = []
+    # Every declared knob's value in the sandbox the trial ran (`<axis>.<knob>` → value), read by the harness after
+    # the worker's edits: a trial's full configuration, which search baselines rebuild their studies from.
+    knob_values: dict[str, Any] = {}
     recipe_diff: str = ""  # unified diff of the sandbox's editable files against the substrate
     edited_files: list[str] = []
     violations: list[Violation] = []

@@ -16,7 +16,8 @@ from tomlkit.toml_document import TOMLDocument
 
 from evotrain.errors import ConfigError
 from evotrain.fileio import atomic_write_text
-from evotrain.substrate.spec import Knob
+from evotrain.records.manifest import KnobChange
+from evotrain.substrate.spec import Knob, SubstrateSpec
 
 _FIX = "make the key exist in the substrate's file with the type declared in evotrain.toml [search.axes]"
 
@@ -118,3 +119,45 @@ def write_knob(sandbox: Path, knob: Knob, value: Any) -> None:
     else:
         table[leaf] = value
     atomic_write_text(path, tomlkit.dumps(doc), mode=path.stat().st_mode & 0o777)
+
+
+def knob_values(sandbox: Path, spec: SubstrateSpec) -> dict[tuple[str, str], Any]:
+    """(axis, knob) → its current value in the sandbox, for every declared knob that can be read."""
+    values: dict[tuple[str, str], Any] = {}
+    for axis_name, axis in spec.search.axes.items():
+        for knob_name, knob in axis.knobs.items():
+            try:
+                values[(axis_name, knob_name)] = read_knob(sandbox, knob)
+            except Exception:  # an agent may leave a recipe file unparsable: that knob is simply not reported
+                continue
+    return values
+
+
+def knob_changes(before: dict[tuple[str, str], Any], sandbox: Path, spec: SubstrateSpec) -> list[KnobChange]:
+    """The declared knobs an agent's free-form edits moved, as machine-readable changes (for dead ends)."""
+    after = knob_values(sandbox, spec)
+    out = []
+    for (axis_name, knob_name), old in before.items():
+        new = after.get((axis_name, knob_name), old)
+        if new == old:
+            continue
+        knob = spec.search.axes[axis_name].knobs[knob_name]
+        if knob.type == "weights" and isinstance(old, dict) and isinstance(new, dict):
+            for domain in sorted(set(old) | set(new)):
+                a, b = old.get(domain), new.get(domain)
+                if a != b:
+                    out.append(_change(axis_name, knob_name, knob.file, f"{knob.key}.{domain}", a, b))
+        else:
+            out.append(_change(axis_name, knob_name, knob.file, knob.key, old, new))
+    return out
+
+
+def _change(axis: str, knob: str, file: str, key: str, old: Any, new: Any) -> KnobChange:
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new))
+    direction = ("increase" if new > old else "decrease") if numeric else "set"
+    return KnobChange(axis=axis, knob=knob, file=file, key=key, old=old, new=new, direction=direction)
+
+
+def knob_settings(sandbox: Path, spec: SubstrateSpec) -> dict[str, Any]:
+    """`<axis>.<knob>` → its value in the sandbox, for every readable declared knob: a trial's configuration."""
+    return {f"{axis}.{knob}": value for (axis, knob), value in knob_values(sandbox, spec).items()}

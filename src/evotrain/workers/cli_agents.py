@@ -29,12 +29,12 @@ from pydantic import BaseModel, ConfigDict
 from evotrain.errors import ConfigError
 from evotrain.fileio import append_jsonl
 from evotrain.llm_api import ModelPrice
+from evotrain.sandbox.knobs import knob_changes, knob_values
 from evotrain.workers.agent_prompt import task_prompt
 from evotrain.workers.budget import AgentBudget, BudgetMeter, RoundLedger
 from evotrain.workers.containment import agent_env, bwrap_prefix, bwrap_problem, run_streaming
 from evotrain.workers.context import AgentContext, context_for, write_context
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
-from evotrain.workers.sandbox_tools import knob_changes, knob_values
 
 TRANSCRIPT = "agent-transcript.jsonl"
 CLAUDE_ALLOWED_TOOLS = "Read,Edit,Write,Glob,Grep,LS,Bash(evotrain trial:*)"

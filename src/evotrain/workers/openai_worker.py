@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from evotrain.errors import ConfigError
 from evotrain.fileio import append_jsonl
 from evotrain.llm_api import ModelPrice, api_key, make_client
+from evotrain.sandbox.knobs import knob_changes, knob_values
 from evotrain.workers.agent_prompt import task_prompt
 from evotrain.workers.budget import AgentBudget, BudgetMeter, RoundLedger
 from evotrain.workers.containment import agent_env
 from evotrain.workers.context import context_for, write_context
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
-from evotrain.workers.sandbox_tools import TOOL_SCHEMAS, SandboxTools, ToolRefused, knob_changes, knob_values
+from evotrain.workers.sandbox_tools import TOOL_SCHEMAS, SandboxTools, ToolRefused
 
 TRANSCRIPT = "agent-transcript.jsonl"
 NUDGE = "Use the tools: edit your recipe, optionally run a trial, then call `finish` with your rationale."

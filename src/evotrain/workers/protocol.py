@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from evotrain.records.manifest import KnobChange, WorkerUsage
+from evotrain.records.manifest import KnobChange, Manifest, WorkerUsage
 from evotrain.records.policy import DeadEnd
 from evotrain.substrate.spec import Axis, SubstrateSpec
 
@@ -30,6 +30,10 @@ class WorkerRequest(BaseModel):
     policy_markdown: str
     brief: str
     dead_ends: list[DeadEnd] = []
+    # The harness-written manifests of the campaign's earlier rounds, and this round's worker candidates in plan
+    # order: what a search baseline (Optuna) rebuilds its study from. Agent workers ignore both.
+    history: list[Manifest] = []
+    round_candidates: list[str] = []
 
 
 class WorkerResult(BaseModel):

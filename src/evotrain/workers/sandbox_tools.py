@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from evotrain.fileio import atomic_write_text, iter_tree
-from evotrain.records.manifest import KnobChange
-from evotrain.sandbox.knobs import read_knob
 from evotrain.substrate.spec import SubstrateSpec
 
 MAX_READ_CHARS = 20_000
@@ -156,40 +154,3 @@ class SandboxTools:
         if len(out) > MAX_OUTPUT_CHARS:
             out = "…" + out[-MAX_OUTPUT_CHARS:]
         return f"$ evotrain trial {step}\n(exit {proc.returncode})\n{out}"
-
-
-def knob_values(sandbox: Path, spec: SubstrateSpec) -> dict[tuple[str, str], Any]:
-    """(axis, knob) → its current value in the sandbox, for every declared knob that can be read."""
-    values: dict[tuple[str, str], Any] = {}
-    for axis_name, axis in spec.search.axes.items():
-        for knob_name, knob in axis.knobs.items():
-            try:
-                values[(axis_name, knob_name)] = read_knob(sandbox, knob)
-            except Exception:  # an agent may leave a recipe file unparsable: that knob is simply not reported
-                continue
-    return values
-
-
-def knob_changes(before: dict[tuple[str, str], Any], sandbox: Path, spec: SubstrateSpec) -> list[KnobChange]:
-    """The declared knobs an agent's free-form edits moved, as machine-readable changes (for dead ends)."""
-    after = knob_values(sandbox, spec)
-    out = []
-    for (axis_name, knob_name), old in before.items():
-        new = after.get((axis_name, knob_name), old)
-        if new == old:
-            continue
-        knob = spec.search.axes[axis_name].knobs[knob_name]
-        if knob.type == "weights" and isinstance(old, dict) and isinstance(new, dict):
-            for domain in sorted(set(old) | set(new)):
-                a, b = old.get(domain), new.get(domain)
-                if a != b:
-                    out.append(_change(axis_name, knob_name, knob.file, f"{knob.key}.{domain}", a, b))
-        else:
-            out.append(_change(axis_name, knob_name, knob.file, knob.key, old, new))
-    return out
-
-
-def _change(axis: str, knob: str, file: str, key: str, old: Any, new: Any) -> KnobChange:
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new))
-    direction = ("increase" if new > old else "decrease") if numeric else "set"
-    return KnobChange(axis=axis, knob=knob, file=file, key=key, old=old, new=new, direction=direction)

@@ -8,18 +8,20 @@ from pydantic import BaseModel, ConfigDict
 
 from evotrain.llm_api import ModelPrice
 from evotrain.policy.meta_llm import LLMMetaAgent, LLMMetaConfig
+from evotrain.policy.meta_none import KeepPolicyMetaAgent
 from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.workers.budget import AgentBudget, RoundLedger
 from evotrain.workers.cli_agents import ClaudeCodeWorker, CLIAgentConfig, CodexWorker
 from evotrain.workers.mutator import MutatorWorker
 from evotrain.workers.openai_worker import OpenAIConfig, OpenAIWorker
+from evotrain.workers.optuna_worker import OptunaWorker
 from evotrain.workers.protocol import Worker
 
-AgentKind = Literal["mutator", "claude-code", "codex", "openai"]
-MetaKind = Literal["rules", "llm"]
-AGENT_KINDS: tuple[str, ...] = ("mutator", "claude-code", "codex", "openai")
-META_KINDS: tuple[str, ...] = ("rules", "llm")
+AgentKind = Literal["mutator", "optuna-tpe", "random", "claude-code", "codex", "openai"]
+MetaKind = Literal["rules", "llm", "none"]
+AGENT_KINDS: tuple[str, ...] = ("mutator", "optuna-tpe", "random", "claude-code", "codex", "openai")
+META_KINDS: tuple[str, ...] = ("rules", "llm", "none")
 
 
 class AgentChoice(BaseModel):
@@ -39,6 +41,8 @@ def build_worker(choice: AgentChoice) -> Worker:
     ledger = RoundLedger()
     if choice.agent == "mutator":
         return MutatorWorker()
+    if choice.agent in ("optuna-tpe", "random"):
+        return OptunaWorker("tpe" if choice.agent == "optuna-tpe" else "random")
     if choice.agent == "openai":
         config = OpenAIConfig(base_url=choice.base_url, model=choice.model, price=choice.price)
         return OpenAIWorker(config, budget=choice.budget, ledger=ledger)
@@ -51,5 +55,7 @@ def build_worker(choice: AgentChoice) -> Worker:
 def build_meta_agent(choice: AgentChoice) -> MetaAgent:
     if choice.meta == "rules":
         return RuleMetaAgent()
+    if choice.meta == "none":
+        return KeepPolicyMetaAgent()
     config = LLMMetaConfig(base_url=choice.base_url, model=choice.meta_model or choice.model, price=choice.price)
     return LLMMetaAgent(config)
