@@ -49,7 +49,7 @@ def collect_evidence(
         campaign_root=campaign_root,
     )
     external_sd, external_source = estimate_external_noise(
-        history, policy, success_rate=noise.metric_kind != "continuous"
+        history, policy, success_rate=noise.metric_kind != "continuous", dev_band=noise.band
     )
     ctx = RoundContext(
         round_no=round_no,

@@ -173,11 +173,15 @@ def estimate_dev_noise(
     )
 
 
+ExternalNoiseSource = Literal["anchors", "binomial", "dev band (assumed)", "policy default"]
+
+
 def estimate_external_noise(
-    history: Sequence[Manifest], policy: Policy, *, success_rate: bool = True
-) -> tuple[float, Literal["anchors", "binomial", "policy default"]]:
+    history: Sequence[Manifest], policy: Policy, *, success_rate: bool = True, dev_band: float | None = None
+) -> tuple[float, ExternalNoiseSource]:
     """External sd: from anchors' external scores (pooled per recipe) when two exist, else (for a success rate
-    only) the binomial sd of the external item count, else the policy's assumed default."""
+    only) the binomial sd of the external item count, else the policy's assumed default — which is a number on a
+    success rate's scale, so a continuous metric assumes its dev noise band instead (same metric, same scale)."""
     anchor_groups: dict[str, list[float]] = defaultdict(list)
     for m in history:
         if m.role == "anchor" and m.external is not None:
@@ -189,6 +193,8 @@ def estimate_external_noise(
     if success_rate and ref is not None and ref.external is not None and ref.external.n:
         if 0.0 <= ref.external.score <= 1.0:
             return stats.binomial_sd(ref.external.score, ref.external.n), "binomial"
+    if not success_rate and dev_band is not None and dev_band > 0:
+        return dev_band, "dev band (assumed)"
     return policy.noise.external_sd_default, "policy default"
 
 

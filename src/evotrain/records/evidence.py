@@ -77,7 +77,7 @@ class ExternalPower(BaseModel):
     needs before it reads a flat external target as "nothing worked"."""
 
     sd: float  # sd of one external score (the calibration's external noise band)
-    sd_source: str  # "anchors", "binomial" or "policy default"
+    sd_source: str  # as Calibration.external_noise_source
     n: int | None = None  # external items, when the target reports them
     margin: float  # how far a new external best must clear the old one to count as progress (k · sd)
     effect: float | None = None  # the gain size tested: max(dev threshold, best dev gain submitted in the plateau)
@@ -106,7 +106,7 @@ class Calibration(BaseModel):
     dev_threshold: float | None = None  # the promotion threshold k · dev_noise_band
     external_threshold: float | None = None  # k · external_noise_band
     noise_note: str = ""  # where each noise figure came from, in words
-    external_noise_source: str = ""  # "anchors", "binomial" or "policy default"
+    external_noise_source: str = ""  # "anchors", "binomial", "dev band (assumed)" or "policy default"
     metric_kind: Literal["success_rate", "continuous"] | None = None  # what one dev item's score is
     metric_kind_how: str = ""  # declared in evotrain.toml, or inferred from what
     external_power: ExternalPower | None = None

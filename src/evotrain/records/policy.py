@@ -77,8 +77,9 @@ class NoiseRules(BaseModel):
     item_sd: float | None = None  # item-sampling sd of the anchor objective (per-item scores, or binomial)
     band: float | None = None  # combined sd: sqrt(seed_sd² + item_sd²)
     threshold: float | None = None  # k · band
-    external_sd: float | None = None  # sd of the anchor's external score, once measured
-    external_sd_default: float = 0.01  # assumed external sd until anchors or an item count measure it
+    # sd of the anchor's external score, once measured (or, for a continuous metric, assumed from the dev band)
+    external_sd: float | None = None
+    external_sd_default: float = 0.01  # assumed external sd of a success rate until anchors or an item count say
     anchor_observations: int = 0
     replicate_margin: float = 0.5  # a win within threshold·(1 ± margin) is replicated before promotion
     provenance: list[Provenance] = []
