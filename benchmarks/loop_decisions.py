@@ -11,7 +11,7 @@ it copies the substrate, writes world.json, runs `evotrain init` and the round l
 agent, the command external target examples/synthetic_score.py) through evotrain's Python API, one candidate at a
 time, then reads the campaign back (manifests, evidence, policies) and scores its decisions with the substrate's
 ground truth (examples/synthetic/sim/world.py). One JSON line a campaign goes to the results file
-(benchmarks/results/loop_decisions_<label>.jsonl); a rerun skips the (seed, arm) pairs already there, and
+(benchmarks/loop_decisions_<label>.jsonl, committed); a rerun skips the (seed, arm) pairs already there, and
 `--summary-only` recomputes the table from it. Whatever `evotrain` Python imports is measured: to measure another
 commit, `git worktree add /tmp/before <commit>` and run with PYTHONPATH=/tmp/before/src (the commit and whether
 its tree was dirty are recorded in every line).
@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict
 ROOT = Path(__file__).resolve().parents[1]
 SUBSTRATE = ROOT / "examples" / "synthetic"
 SCORER = ROOT / "examples" / "synthetic_score.py"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks"
 
 EPS = 0.005  # a true effect above +EPS is "positive", below −EPS "negative", else neutral
 CLEAR = 0.02  # a "clearly positive" true external effect (about one external sd of the target)
@@ -287,9 +287,8 @@ def run_campaign(
                 shutil.rmtree(substrate)
             shutil.copytree(SUBSTRATE, substrate, ignore=shutil.ignore_patterns("__pycache__"))
             world.write_world(substrate / "world.json", w)
-            command = (
-                f"{sys.executable} -S {SCORER} --world {run.resolve()}/substrate/world.json --predictions {{predictions}}"
-            )
+            world_file = run.resolve() / "substrate" / "world.json"
+            command = f"{sys.executable} -S {SCORER} --world {world_file} --predictions {{predictions}}"
             init_campaign(run, substrate, external=CommandTargetConfig(command=command), seed=seed)
         Campaign(run).run(rounds=rounds, workers=workers, parallel=1)
         fields = read_campaign(run, w=w, rounds=rounds)
@@ -594,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="candidates per round, the anchor included")
     parser.add_argument("--trap-round", type=int, default=3)
     parser.add_argument("--label", default="current", help="names the results file and the campaign folders")
-    parser.add_argument("--results", type=Path, help="default: benchmarks/results/loop_decisions_<label>.jsonl")
+    parser.add_argument("--results", type=Path, help="default: benchmarks/loop_decisions_<label>.jsonl")
     parser.add_argument("--work", type=Path, help="where campaigns run (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep each campaign folder after reading it")
     parser.add_argument("--summary-only", action="store_true", help="only recompute the table from the results")

@@ -22,7 +22,7 @@ def report(checkpoint: str, world: World) -> dict[str, object]:
     rows = [{"id": i.id, "domain": i.domain, "score": float(h)} for i, h in zip(dev, hits, strict=True)]
     domains = {}
     for d in DOMAINS:
-        scores = [r["score"] for r in rows if r["domain"] == d]
+        scores = [float(h) for i, h in zip(dev, hits, strict=True) if i.domain == d]
         domains[d] = {"score": sum(scores) / len(scores), "n": len(scores)}
     return {"metric": "accuracy", "domains": domains, "items": rows}
 
