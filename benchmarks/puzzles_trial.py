@@ -21,6 +21,8 @@ from typing import Any
 
 import tomlkit
 
+from evotrain.puzzles.score import load_answers, score
+
 EDITABLE = ("recipe.toml", "train.py", "pipeline")
 
 
@@ -46,11 +48,21 @@ def make_sandbox(substrate: Path, sandbox: Path, overrides: list[str]) -> None:
     (sandbox / "recipe.toml").write_text(tomlkit.dumps(recipe))
 
 
-def run(cmd: list[str], cwd: Path, log: Path) -> float:
+def run(cmd: list[str], cwd: Path, log: Path, cpu: dict[str, float] | None = None, name: str = "") -> float:
+    """Run one command; returns its wall time and adds its CPU time (user + system) to ``cpu[name]``.
+
+    CPU time does not grow when other jobs share the machine, wall time does: both are recorded.
+    """
     start = time.time()
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with log.open("a") as fh:
-        subprocess.run(cmd, cwd=cwd, check=True, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    if cpu is not None:
+        cpu[name] = cpu.get(name, 0.0) + usage.ru_utime + usage.ru_stime
     return time.time() - start
 
 
@@ -59,6 +71,7 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
     sandbox = work / "sandbox"
     make_sandbox(substrate, sandbox, overrides)
     py, log = sys.executable, work / "log.txt"
+    cpu: dict[str, float] = {}
     t0 = time.time()
     run(
         [
@@ -73,6 +86,8 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
         ],
         sandbox,
         log,
+        cpu,
+        "prepare",
     )
     train_s = run(
         [
@@ -91,10 +106,12 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
         ],
         sandbox,
         log,
+        cpu,
+        "train",
     )
     checkpoints: dict[str, dict[str, Any]] = {}
     evaluate_all = [py, "eval/evaluate.py", "--checkpoints", str(work / "checkpoints"), "--split", "dev"]
-    run([*evaluate_all, "--out", str(work / "eval")], sandbox, log)
+    run([*evaluate_all, "--out", str(work / "eval")], sandbox, log, cpu, "evaluate")
     for ckpt in sorted((work / "checkpoints").iterdir()):
         report = json.loads((work / "eval" / f"{ckpt.name}.json").read_text())
         checkpoints[ckpt.name] = {
@@ -109,31 +126,23 @@ def trial(substrate: Path, work: Path, seed: int, overrides: list[str], answers:
         "overrides": overrides,
         "trial_s": trial_s,
         "train_s": train_s,
+        "cpu_s": cpu,  # prepare, train, evaluate (and predict, after trial_s)
         "checkpoints": checkpoints,
         "best": best,
         "dev": checkpoints[best],
     }
     if answers is not None:
         pred = work / "predictions.json"
-        run([py, "eval/predict.py", "--checkpoint", str(work / "checkpoints" / best), "--out", str(pred)], sandbox, log)
-        for split in ("external", "control"):
-            done = subprocess.run(
-                [
-                    py,
-                    "-m",
-                    "evotrain.puzzles.score",
-                    "--answers",
-                    str(answers),
-                    "--predictions",
-                    str(pred),
-                    "--split",
-                    split,
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            result[split] = json.loads(done.stdout.strip().splitlines()[-1])
+        run(
+            [py, "eval/predict.py", "--checkpoint", str(work / "checkpoints" / best), "--out", str(pred)],
+            sandbox,
+            log,
+            cpu,
+            "predict",
+        )
+        predictions = json.loads(pred.read_text())["predictions"]
+        for split in ("external", "control"):  # the score command's scoring, in this process (no torch import)
+            result[split] = {**score(load_answers(answers, split), predictions)}
     return result
 
 
