@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from evotrain.evidence.render import render_evidence_markdown
 from evotrain.policy.initial import initial_policy
 from evotrain.records.evidence import SECTIONS, Evidence
@@ -199,3 +201,62 @@ def test_rationale_audit_flags_off_axis_violation_dead_end_and_reverted_recipe(t
     assert any("warmup = 50" in n for n in mix.notes)  # dropped the standing recipe's warmup without saying so
     assert not audit["r0002/c05-optimizer"].within_editable_paths
     assert audit["r0002/c05-optimizer"].policy_compliant
+
+
+def _evidence_with_kind(c: SyntheticCampaign, kind: str) -> Evidence:
+    from evotrain.evidence.collector import collect_evidence
+
+    spec = SPEC.model_copy(update={"metric": SPEC.metric.model_copy(update={"kind": kind})})
+    return collect_evidence(
+        round_no=1,
+        policy=initial_policy(spec),
+        spec=spec,
+        round_manifests=c.round_manifests(1),
+        history=c.history(1),
+        campaign_root=c.root,
+    )
+
+
+def test_item_noise_follows_the_metric_kind(tmp_path: Path) -> None:
+    import numpy as np
+
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.5, external_n=400)
+    c.run(1, "c02-optimizer", axis="optimizer", skill=0.7)
+    auto = c.evidence(1, initial_policy(SPEC)).calibration
+    assert auto.metric_kind == "success_rate" and "every item score" in auto.metric_kind_how
+    assert "binomial" in auto.noise_note and auto.external_noise_source == "binomial"
+    declared = _evidence_with_kind(c, "success_rate").calibration
+    assert declared.item_sd == auto.item_sd and "declared" in declared.metric_kind_how
+    # declared continuous: the same 0/1 items measured by their sample sd (n − 1), and no binomial external band
+    cont = _evidence_with_kind(c, "continuous").calibration
+    items = (c.difficulty["cipher"] < 0.6).astype(float)
+    per_domain = float(np.std(items, ddof=1)) / np.sqrt(len(items))
+    assert cont.metric_kind == "continuous" and cont.item_sd == pytest.approx(per_domain / np.sqrt(3))
+    assert "per-item" in cont.noise_note and "binomial" not in cont.noise_note
+    assert cont.external_noise_source == "dev band (assumed)"
+    assert cont.external_noise_band == pytest.approx(cont.dev_noise_band)
+
+
+def test_a_continuous_metric_without_item_scores_says_what_it_cannot_see(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, items=False)
+    c.run(1, "c02-optimizer", axis="optimizer", skill=0.7, items=False)
+    evidence = _evidence_with_kind(c, "continuous")
+    cal = evidence.calibration
+    assert cal.item_sd is None and cal.dev_threshold is None
+    assert "item noise unknown" in cal.noise_note and "no item scores" in cal.noise_note
+    assert evidence.candidates[1].gain_interval is None  # counts give no spread for a continuous metric
+
+
+def test_the_external_power_is_shown_in_the_evidence(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=300)
+    c.run(1, "c02-optimizer", axis="optimizer", skill=0.7, external=0.74)
+    evidence = c.evidence(1, initial_policy(SPEC))
+    power = evidence.calibration.external_power
+    assert power is not None and power.n == 300 and power.sd_source == "binomial"
+    assert power.effect is not None and power.effect == pytest.approx(0.1)  # the best dev gain submitted
+    assert power.power is not None and power.resolves == (power.power >= 0.8)
+    md = render_evidence_markdown(evidence)
+    assert "- external power: " in md and "300 external items" in md and "resolves gains of" in md

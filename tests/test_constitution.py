@@ -191,6 +191,26 @@ def test_rule_3_rotation_after_two_rounds_without_external_gain(s: Scenario) -> 
     assert s.breaches(rotated, previous=previous, evidence=evidence, history=history) == []
 
 
+def test_rule_3_does_not_require_rotation_when_the_split_could_not_resolve_the_gains(s: Scenario) -> None:
+    for r, anchor_external in ((2, 0.60), (3, 0.66)):  # anchors this noisy hide any gain of the size tested
+        s.c.run(r, "c01-anchor", role="anchor", skill=0.6, external=anchor_external)
+        s.c.run(r, "c02-optimizer", axis="optimizer", skill=0.6, external=0.71)
+        s.c.run(r, "c03-schedule", axis="schedule", skill=0.6, external=0.70)
+    history = s.c.history(3)
+    previous = s.previous.model_copy(update={"round": 3})
+    evidence = s.c.evidence(3, previous)
+    assert evidence.calibration.external_power is not None and evidence.calibration.external_power.resolves is False
+    proposed = previous.model_copy(
+        deep=True, update={"round": 4, "parent_sha256": previous.sha256(), "rounds_without_external_gain": 2}
+    )
+    for axis in proposed.axes:  # only the explored category stays active: rule 3 would refuse this otherwise
+        axis.status = "retired" if axis.category == "data" else "active"
+    notes = enforce(
+        previous=previous, proposed=proposed, evidence=evidence, constitution=CONSTITUTION, spec=SPEC, history=history
+    )
+    assert len(notes) == 1 and "could not have resolved a gain of the size tested" in notes[0]
+
+
 def test_rule_3_allows_when_no_other_category_exists(s: Scenario) -> None:
     history = _plateau(s.c)
     s.c.run(3, "c04-data_mix", axis="data_mix", skill=0.6, external=0.70)  # every category explored

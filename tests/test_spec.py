@@ -49,6 +49,15 @@ def test_good_spec_loads_and_merges_resources(tmp_path: Path) -> None:
     assert spec.is_editable("recipe.toml") and not spec.is_editable("eval/evaluate.py")
     assert spec.is_frozen("eval/sub/x.py")
     assert spec.metric.sign == 1.0
+    assert spec.metric.kind == "auto"  # a spec that predates `kind` infers it from the item scores
+
+
+def test_metric_kind_is_declared_or_refused(tmp_path: Path) -> None:
+    text = GOOD.replace('domains = ["a", "b"]', 'domains = ["a", "b"]\nkind = "continuous"\ndirection = "minimize"', 1)
+    spec = load_spec(write(tmp_path, text))
+    assert spec.metric.kind == "continuous" and spec.metric.sign == -1.0 and spec.metric.better == "lower"
+    with pytest.raises(ConfigError, match=r"metric\.kind"):
+        load_spec(write(tmp_path, GOOD.replace('domains = ["a", "b"]', 'domains = ["a", "b"]\nkind = "mae"', 1)))
 
 
 @pytest.mark.parametrize(

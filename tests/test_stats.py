@@ -104,3 +104,33 @@ def test_spearman_and_slope() -> None:
     assert stats.robust_slope(x, [2 * v + 0.1 for v in x]) == pytest.approx(2.0)
     assert stats.spearman_with_interval([0.1, 0.2], [0.3, 0.4], seed=0) == (None, None)
     assert stats.spearman_with_interval([0.1, 0.2, 0.3], [0.3, 0.1, 0.4], seed=0)[1] is None  # n < 4: no interval
+
+
+def test_item_sd_of_a_mean_for_any_metric() -> None:
+    # 0/1 items: the binomial sd is the per-item sd with n degrees of freedom
+    items = [1.0] * 60 + [0.0] * 40
+    assert stats.is_success_rate_items(items) and not stats.is_success_rate_items([0.0, 0.5])
+    sd, how = stats.domain_item_sd(0.6, 100, items, success_rate=True)
+    assert how == "binomial" and sd == pytest.approx(float(np.std(items)) / 10)
+    # continuous scores: s/√n with the sample sd, and ×10 scores give ×10 the sd (never a clamped 0)
+    rng = np.random.default_rng(3)
+    errors = list(rng.exponential(0.3, size=400))
+    one, how = stats.domain_item_sd(float(np.mean(errors)), 400, errors, success_rate=False)
+    ten, _ = stats.domain_item_sd(10 * float(np.mean(errors)), 400, [10 * e for e in errors], success_rate=False)
+    assert how == "per-item" and one == pytest.approx(float(np.std(errors, ddof=1)) / 20)
+    assert ten == pytest.approx(10 * one)  # type: ignore[operator]
+    assert stats.domain_item_sd(3.0, 400, None, success_rate=False) == (None, "unknown")
+    assert stats.weighted_sd({"a": 0.05, "b": 0.05}, {}) == pytest.approx(0.05 / math.sqrt(2))
+
+
+def test_detection_power_and_the_smallest_resolvable_gain() -> None:
+    # a true gain equal to the margin is seen half the time; the resolvable gain at 0.8 is seen 80 % of the time
+    assert stats.detection_power(0.05, 0.02, 0.05) == pytest.approx(0.5)
+    smallest = stats.resolvable_gain(0.02, 0.04, 0.8)
+    assert stats.detection_power(smallest, 0.02, 0.04) == pytest.approx(0.8)
+    assert smallest == pytest.approx(0.04 + 0.8416 * math.sqrt(2) * 0.02, abs=1e-4)
+    # the puzzles split of issue 16: anchors 0.259 / 0.200 / 0.229 / 0.235 cannot resolve a +0.048 gain
+    sd = float(np.std([0.259, 0.200, 0.229, 0.235], ddof=1))
+    assert stats.detection_power(0.048, sd, 2 * sd) < 0.6
+    # scale-free: ×10 scores, ×10 sd, ×10 margin, ×10 gain give the same power
+    assert stats.detection_power(0.4, 0.1, 0.2) == pytest.approx(stats.detection_power(4.0, 1.0, 2.0))
