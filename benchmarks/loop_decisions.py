@@ -393,6 +393,13 @@ def flagged_on_time(result: CampaignResult) -> bool:
     return any(world.TRAP_DOMAIN in result.decoupled.get(r, []) for r in window)
 
 
+def untrusted_on_time(result: CampaignResult) -> bool:
+    """Trap arm: the policy that follows the onset round's evidence, or the next one, marks the trap domain untrusted
+    (the objective change that should follow the flag)."""
+    window = (result.trap_round + 1, result.trap_round + 2)
+    return any(world.TRAP_DOMAIN in result.untrusted.get(r, []) for r in window)
+
+
 def any_flag(result: CampaignResult) -> bool:
     return any(result.decoupled.get(r) for r in result.decoupled)
 
@@ -426,12 +433,14 @@ class ArmSummary(BaseModel):
     promotion_precision: Rate  # true external effect > +EPS
     promotion_precision_strict: Rate  # true external effect > 0
     promotions_harmful: Rate  # true external effect < −EPS
+    promotions_dev_only: Rate  # true dev effect > +EPS while the true external effect is not (the proxy's pull)
     miss_rate: Rate  # truly positive (> +EPS) worker changes never promoted
     miss_rate_clear: Rate  # clearly positive (≥ CLEAR)
     final_external_gain: MeanInterval
     final_dev_gain: MeanInterval
     any_flag: Rate  # campaigns with any domain flagged decoupled, any round
     flagged_on_time: Rate | None = None  # trap arm only
+    untrusted_on_time: Rate | None = None  # trap arm only
     false_flag_in_trap_arm: Rate | None = None  # trap arm only
     trap_candidates_per_campaign: float | None = None
     trap_candidates_submitted: float | None = None
@@ -441,12 +450,13 @@ class ArmSummary(BaseModel):
 def summarize_arm(results: Sequence[CampaignResult], arm: Arm) -> ArmSummary:
     runs = [r for r in results if r.arm == arm and r.error is None]
     failed = sum(1 for r in results if r.arm == arm and r.error is not None)
-    precision, strict, harmful, miss, miss_clear = [], [], [], [], []
+    precision, strict, harmful, dev_only, miss, miss_clear = [], [], [], [], [], []
     for r in runs:
         n = len(r.promotions)
         precision.append((sum(p.true_external > EPS for p in r.promotions), n))
         strict.append((sum(p.true_external > 0 for p in r.promotions), n))
         harmful.append((sum(p.true_external < -EPS for p in r.promotions), n))
+        dev_only.append((sum(p.true_dev > EPS >= p.true_external for p in r.promotions), n))
         promoted = promoted_sources(r)
         positive = [c for c in r.candidates if c.role == "worker" and c.ok and c.true_external > EPS]
         clear = [c for c in positive if c.true_external >= CLEAR]
@@ -461,6 +471,7 @@ def summarize_arm(results: Sequence[CampaignResult], arm: Arm) -> ArmSummary:
         promotion_precision=pooled_ratio(precision),
         promotion_precision_strict=pooled_ratio(strict),
         promotions_harmful=pooled_ratio(harmful),
+        promotions_dev_only=pooled_ratio(dev_only),
         miss_rate=pooled_ratio(miss),
         miss_rate_clear=pooled_ratio(miss_clear),
         final_external_gain=mean_interval(
@@ -473,6 +484,7 @@ def summarize_arm(results: Sequence[CampaignResult], arm: Arm) -> ArmSummary:
     if arm == "trap":
         tested = [trap_tested(r) for r in runs]
         summary.flagged_on_time = wilson(sum(flagged_on_time(r) for r in runs), len(runs))
+        summary.untrusted_on_time = wilson(sum(untrusted_on_time(r) for r in runs), len(runs))
         summary.false_flag_in_trap_arm = wilson(sum(false_flag_in_trap_arm(r) for r in runs), len(runs))
         if runs:
             summary.trap_candidates_per_campaign = sum(t for t, _ in tested) / len(runs)
@@ -515,6 +527,11 @@ def markdown(results: Sequence[CampaignResult], summaries: dict[Arm, ArmSummary]
             cell(control, "promotions_harmful"),
         ),
         (
+            f"dev-only promotions (true dev > +{EPS:g}, true external ≤ +{EPS:g})",
+            cell(trap, "promotions_dev_only"),
+            cell(control, "promotions_dev_only"),
+        ),
+        (
             f"miss rate (truly positive worker changes, > +{EPS:g}, never promoted)",
             cell(trap, "miss_rate"),
             cell(control, "miss_rate"),
@@ -531,6 +548,7 @@ def markdown(results: Sequence[CampaignResult], summaries: dict[Arm, ArmSummary]
         ),
         ("true dev gain of the final standing recipe", cell(trap, "final_dev_gain"), cell(control, "final_dev_gain")),
         ("trap flagged within one round of onset", cell(trap, "flagged_on_time"), "—"),
+        ("… and its domain untrusted by the next policy", cell(trap, "untrusted_on_time"), "—"),
         ("any domain flagged decoupled (control: false flag)", cell(trap, "any_flag"), cell(control, "any_flag")),
         ("trap arm: flag before onset or on another domain", cell(trap, "false_flag_in_trap_arm"), "—"),
     ]

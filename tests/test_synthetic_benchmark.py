@@ -32,9 +32,9 @@ def candidate(cid: str, true_external: float, *, role: str = "worker", **kw: Any
     return B.CandidateRecord(id=cid, round=round_no, role=role, true_external=true_external, **fields)
 
 
-def promotion(round_no: int, source: str, true_external: float) -> Any:
+def promotion(round_no: int, source: str, true_external: float, true_dev: float = 0.0) -> Any:
     return B.PromotionRecord(
-        round=round_no, source=source, changed=["train.lr"], true_dev=0.0, true_external=true_external
+        round=round_no, source=source, changed=["train.lr"], true_dev=true_dev, true_external=true_external
     )
 
 
@@ -73,12 +73,19 @@ def records() -> list[Any]:
         1,
         "control",
         candidates=[candidate("r0001/c02-optimizer", 0.025)],  # clearly positive, missed
-        promotions=[promotion(3, "r0003/c05-schedule", 0.02)],
+        promotions=[promotion(3, "r0003/c05-schedule", 0.02, true_dev=0.03)],
         decoupled={1: [], 2: [], 3: [], 4: ["arith"]},  # a false flag
         final_true_external_gain=0.0,
         final_true_dev_gain=0.0,
     )
-    on_time = campaign(0, "trap", decoupled={1: [], 2: [], 3: [], 4: ["logic"]}, final_true_external_gain=0.01)
+    on_time = campaign(
+        0,
+        "trap",
+        decoupled={1: [], 2: [], 3: [], 4: ["logic"]},
+        untrusted={4: [], 5: ["logic"]},
+        promotions=[promotion(3, "r0003/c02-augmentation", -0.002, true_dev=0.05)],  # the trap, promoted
+        final_true_external_gain=0.01,
+    )
     late = campaign(1, "trap", decoupled={5: ["logic"]}, final_true_external_gain=0.0)
     early = campaign(2, "trap", decoupled={2: ["logic"], 3: ["logic"]}, final_true_external_gain=0.0)
     broken = campaign(3, "trap", error="RuntimeError: boom")
@@ -91,6 +98,7 @@ def test_promotion_precision_and_miss_rate() -> None:
     assert (control.promotion_precision.hits, control.promotion_precision.total) == (2, 3)
     assert control.promotion_precision.value == pytest.approx(2 / 3)
     assert (control.promotions_harmful.hits, control.promotions_harmful.total) == (1, 3)
+    assert (control.promotions_dev_only.hits, control.promotions_dev_only.total) == (0, 3)
     # truly positive worker changes: c02 (promoted) and c03 (missed; its replicate is not a worker) in a, c02 in b
     assert (control.miss_rate.hits, control.miss_rate.total) == (2, 3)
     assert (control.miss_rate_clear.hits, control.miss_rate_clear.total) == (1, 2)
@@ -109,7 +117,10 @@ def test_trap_flags_and_false_flags() -> None:
     assert (trap.false_flag_in_trap_arm.hits, trap.false_flag_in_trap_arm.total) == (1, 3)  # flagged before onset
     assert (control.any_flag.hits, control.any_flag.total) == (1, 2)
     assert control.flagged_on_time is None
-    assert trap.promotion_precision.value is None and trap.promotion_precision.render().startswith("—")
+    assert trap.untrusted_on_time is not None and trap.untrusted_on_time.hits == 1
+    assert (trap.promotion_precision.hits, trap.promotion_precision.total) == (0, 1)
+    assert (trap.promotions_dev_only.hits, trap.promotions_dev_only.total) == (1, 1)
+    assert B.wilson(0, 0).render().startswith("—")
 
 
 def test_wilson_interval_matches_the_formula() -> None:
@@ -132,7 +143,7 @@ def test_finished_campaigns_are_skipped_and_the_table_renders() -> None:
     todo = B.jobs_to_run(done, range(3), ["trap", "control"])
     assert todo == [(2, "control")]
     table = B.markdown(done, B.summarize(done))
-    assert "| promotion precision (true external effect > +0.005) | — (0 of 0) | 0.667 [" in table
+    assert "| promotion precision (true external effect > +0.005) | 0.000 [0.000, 0.000] (0/1) | 0.667 [" in table
     assert "abc1234" in table
 
 
