@@ -32,7 +32,7 @@ def find_surprises(
                 Surprise(
                     kind="decoupled_proxy",
                     description=(
-                        f"dev domain {domain!r} rose above its noise band in {cal.dev_gain_above_noise} candidate(s) "
+                        f"dev domain {domain!r} gained past its noise band in {cal.dev_gain_above_noise} candidate(s) "
                         f"while the external gain of {cal.external_flat_among_them} of them stayed inside the external "
                         "band: its dev gains no longer predict the external target"
                     ),
@@ -81,8 +81,8 @@ def _transfer_surprises(summaries: Sequence[CandidateSummary], ctx: RoundContext
                     kind="external_gain_despite_dev_loss",
                     candidate_id=s.candidate_id,
                     description=(
-                        f"dev objective fell {s.gain:+.4f} (below −threshold) while the external score rose "
-                        f"{s.external_gain:+.4f} (above the external band)"
+                        f"the dev objective got worse (gain {s.gain:+.4f}, below −threshold) while the external score "
+                        f"got better (gain {s.external_gain:+.4f}, above the external band)"
                     ),
                 )
             )
