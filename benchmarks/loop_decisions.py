@@ -25,7 +25,8 @@ What is measured (EPS = 0.005, half a point of accuracy; "true" = the world's no
   calibration.decoupled_domains of round R or R+1 (so the policy of round R+1 or R+2 marks it untrusted);
 - false flag (control arm): any dev domain flagged decoupled in any round;
 - the true external gain of the final standing recipe over the substrate's recipe.
-Campaign-level rates get Wilson 95 % intervals; pooled ratios (precision, miss rate) a bootstrap over campaigns.
+Campaign-level rates get Wilson 95 % intervals; pooled ratios (precision, miss rate) the wider of Wilson on the
+pooled counts and a bootstrap over campaigns; means a bootstrap over campaigns.
 """
 
 from __future__ import annotations
@@ -336,11 +337,14 @@ def wilson(hits: int, total: int, z: float = 1.959964) -> Rate:
 
 
 def pooled_ratio(per_campaign: Sequence[tuple[int, int]], *, n_boot: int = 2000, seed: int = 0) -> Rate:
-    """Σ hits / Σ total over campaigns, with a percentile bootstrap (95 %) that resamples campaigns."""
+    """Σ hits / Σ total over campaigns. Its interval (95 %) is the wider of the Wilson interval of the pooled counts
+    and a percentile bootstrap that resamples campaigns: the bootstrap carries the clustering of decisions within a
+    campaign, Wilson the binomial uncertainty the bootstrap cannot see at 0 % or 100 %."""
     hits = sum(h for h, _ in per_campaign)
     total = sum(t for _, t in per_campaign)
+    method = "Wilson ∪ bootstrap over campaigns"
     if total == 0:
-        return Rate(hits=0, total=0, value=None, low=None, high=None, method="bootstrap over campaigns")
+        return Rate(hits=0, total=0, value=None, low=None, high=None, method=method)
     rng = random.Random(seed)
     ratios = []
     for _ in range(n_boot):
@@ -349,9 +353,11 @@ def pooled_ratio(per_campaign: Sequence[tuple[int, int]], *, n_boot: int = 2000,
         if t:
             ratios.append(sum(h for h, _ in sample) / t)
     ratios.sort()
-    low = ratios[int(0.025 * (len(ratios) - 1))]
-    high = ratios[math.ceil(0.975 * (len(ratios) - 1))]
-    return Rate(hits=hits, total=total, value=hits / total, low=low, high=high, method="bootstrap over campaigns")
+    w = wilson(hits, total)
+    assert w.low is not None and w.high is not None
+    low = min(w.low, ratios[int(0.025 * (len(ratios) - 1))])
+    high = max(w.high, ratios[math.ceil(0.975 * (len(ratios) - 1))])
+    return Rate(hits=hits, total=total, value=hits / total, low=low, high=high, method=method)
 
 
 class MeanInterval(BaseModel):
@@ -574,7 +580,8 @@ def markdown(results: Sequence[CampaignResult], summaries: dict[Arm, ArmSummary]
         + ", ".join(f"{c}{' (dirty tree)' if d else ''}" for c, d in commits)
         + "; rounds × candidates, trap onset: "
         + ", ".join(f"{r} × {w}, round {t}" for r, w, t in rounds)
-        + "; intervals 95 % (Wilson for campaign rates, bootstrap over campaigns for pooled ratios and means)."
+        + "; intervals 95 %: Wilson for campaign rates, the wider of Wilson and a bootstrap over campaigns for pooled "
+        "ratios, a bootstrap over campaigns for means."
     )
     return "\n".join(lines)
 

@@ -132,8 +132,11 @@ def test_wilson_interval_matches_the_formula() -> None:
 
 
 def test_pooled_ratio_bootstraps_over_campaigns() -> None:
-    same = B.pooled_ratio([(1, 2)] * 20)
-    assert same.value == same.low == same.high == 0.5
+    same = B.pooled_ratio([(1, 2)] * 20)  # no spread between campaigns: the Wilson interval of 20/40 remains
+    wilson = B.wilson(20, 40)
+    assert same.value == 0.5 and (same.low, same.high) == (wilson.low, wilson.high)
+    every = B.pooled_ratio([(3, 3)] * 10)  # 100 %: the bootstrap collapses, Wilson does not
+    assert every.value == every.high == 1.0 and every.low == B.wilson(30, 30).low
     mixed = B.pooled_ratio([(2, 2), (0, 2)] * 10)
     assert mixed.low is not None and mixed.high is not None and mixed.low < 0.5 < mixed.high
 
@@ -143,7 +146,7 @@ def test_finished_campaigns_are_skipped_and_the_table_renders() -> None:
     todo = B.jobs_to_run(done, range(3), ["trap", "control"])
     assert todo == [(2, "control")]
     table = B.markdown(done, B.summarize(done))
-    assert "| promotion precision (true external effect > +0.005) | 0.000 [0.000, 0.000] (0/1) | 0.667 [" in table
+    assert "| promotion precision (true external effect > +0.005) | 0.000 [0.000, 0.793] (0/1) | 0.667 [" in table
     assert "abc1234" in table
 
 
