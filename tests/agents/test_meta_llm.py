@@ -85,7 +85,8 @@ def test_invalid_output_falls_back_with_the_reason(tmp_path: Path) -> None:
 def test_the_update_schema_is_what_the_model_is_shown() -> None:
     schema = PolicyUpdate.model_json_schema()
     assert set(schema["properties"]) == {
-        "rationale", "promote", "axes", "dead_ends", "noise_k", "objective", "asks", "replicate", "narrative",
+        "rationale", "promote", "axes", "dead_ends", "noise_k", "anchors_per_round", "replicates", "objective",
+        "asks", "replicate", "narrative",
     }  # fmt: skip
 
 
@@ -104,3 +105,13 @@ def test_a_negative_domain_weight_is_refused_when_proposed(tmp_path: Path) -> No
     assert all(w >= 0 for w in p2.objective.domain_weights.values())
     with pytest.raises(ValidationError, match="domain_weights"):
         SelectionObjective(domain_weights={"beta": -0.5})
+
+
+def test_the_update_reads_the_old_objective_mode_name_and_sets_the_noise_counts() -> None:
+    update = PolicyUpdate.model_validate(
+        {"rationale": "r", "objective": {"mode": "maximize_dev"}, "anchors_per_round": 2, "replicates": 3}
+    )
+    assert update.objective is not None and update.objective.mode == "optimize_dev"
+    assert update.anchors_per_round == 2 and update.replicates == 3
+    with pytest.raises(ValidationError):
+        PolicyUpdate.model_validate({"rationale": "r", "anchors_per_round": 0})
