@@ -10,6 +10,7 @@ from evotrain.errors import ConfigError, ConstitutionViolation
 from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, Constitution, load_constitution
 from evotrain.policy.constitution_checks import check_policy_update, enforce
 from evotrain.policy.initial import initial_policy
+from evotrain.policy.meta_protocol import MetaInputs
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence
 from evotrain.records.manifest import Manifest
@@ -67,11 +68,7 @@ class Scenario:
 
     def proposed(self) -> Policy:
         return (
-            RuleMetaAgent()
-            .propose(
-                policy=self.previous, evidence=self.evidence, spec=SPEC, history=self.history, constitution=CONSTITUTION
-            )
-            .policy
+            RuleMetaAgent().propose(MetaInputs(self.previous, self.evidence, SPEC, self.history, CONSTITUTION)).policy
         )
 
     def breaches(

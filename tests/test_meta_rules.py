@@ -8,6 +8,7 @@ from pathlib import Path
 from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, load_constitution
 from evotrain.policy.constitution_checks import check_policy_update, enforce
 from evotrain.policy.initial import initial_policy
+from evotrain.policy.meta_protocol import MetaInputs
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.policy.render import render_policy_markdown
 from evotrain.records.policy import Policy
@@ -23,11 +24,7 @@ def step(c: SyntheticCampaign, policy: Policy) -> Policy:
     """Collect the round's evidence, propose the next policy, and enforce the constitution on it."""
     evidence = c.evidence(policy.round, policy)
     history = c.history(policy.round)
-    proposed = (
-        RuleMetaAgent()
-        .propose(policy=policy, evidence=evidence, spec=SPEC, history=history, constitution=CONSTITUTION)
-        .policy
-    )
+    proposed = RuleMetaAgent().propose(MetaInputs(policy, evidence, SPEC, history, CONSTITUTION)).policy
     enforce(
         previous=policy, proposed=proposed, evidence=evidence, constitution=CONSTITUTION, spec=SPEC, history=history
     )

@@ -20,7 +20,10 @@ def test_unknown_agent_is_a_clear_error(tmp_path: Path) -> None:
     run = make_tiny_campaign(tmp_path)
     result = runner.invoke(app, ["run", str(run), "--rounds", "1", "--agent", "gpt-everything"])
     assert result.exit_code == 2
-    assert "unknown backend: --agent 'gpt-everything'" in result.output and "mutator|optuna-tpe|random|claude-code" in result.output
+    assert (
+        "unknown backend: --agent 'gpt-everything'" in result.output
+        and "mutator|optuna-tpe|random|claude-code" in result.output
+    )
 
 
 def test_openai_agent_without_a_model_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

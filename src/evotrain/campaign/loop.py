@@ -27,7 +27,7 @@ from evotrain.fileio import atomic_write_json, hash_file
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import enforce
 from evotrain.policy.meta_none import KeepPolicyMetaAgent
-from evotrain.policy.meta_protocol import MetaAgent
+from evotrain.policy.meta_protocol import MetaAgent, MetaInputs
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, PolicyWritten, RoundClosed
 from evotrain.records.evidence import Evidence
@@ -164,9 +164,7 @@ class Campaign:
         )
         self.store.write_evidence(evidence)
 
-        proposal = self.meta_agent.propose(
-            policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
-        )
+        proposal = self.meta_agent.propose(MetaInputs(policy, evidence, spec, history, constitution))
         if proposal.record is not None:
             self.store.write_meta_record(proposal.record)
         next_policy = proposal.policy

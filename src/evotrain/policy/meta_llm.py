@@ -27,7 +27,7 @@ from evotrain.llm_api import ModelPrice, api_key, make_client
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import check_policy_update
 from evotrain.policy.measurements import Measurements, measure
-from evotrain.policy.meta_protocol import Proposal
+from evotrain.policy.meta_protocol import MetaInputs, Proposal
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.evidence import Evidence
 from evotrain.records.manifest import Manifest
@@ -135,21 +135,13 @@ class LLMMetaAgent:
         self.model = model
         self.client = make_client(base_url, key, config.request_timeout_s)
 
-    def propose(
-        self,
-        *,
-        policy: Policy,
-        evidence: Evidence,
-        spec: SubstrateSpec,
-        history: list[Manifest],
-        constitution: Constitution,
-    ) -> Proposal:
+    def propose(self, inputs: MetaInputs) -> Proposal:
+        policy, evidence, spec, history = inputs.policy, inputs.evidence, inputs.spec, inputs.history
+        constitution = inputs.constitution
         measured = measure(policy, evidence, spec, history)
 
         def ruled() -> Policy:
-            return self.fallback.propose(
-                policy=policy, evidence=evidence, spec=spec, history=history, constitution=constitution
-            ).policy
+            return self.fallback.propose(inputs).policy
 
         record = MetaRecord(round=evidence.round, model=self.model, outcome="accepted")
         started = time.monotonic()

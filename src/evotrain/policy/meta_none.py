@@ -9,13 +9,9 @@ the round number, the parent hash, the measurements (noise band, external best a
 
 from __future__ import annotations
 
-from evotrain.policy.constitution import Constitution
 from evotrain.policy.measurements import measure
-from evotrain.policy.meta_protocol import Proposal
-from evotrain.records.evidence import Evidence
-from evotrain.records.manifest import Manifest
-from evotrain.records.policy import Policy, Provenance
-from evotrain.substrate.spec import SubstrateSpec
+from evotrain.policy.meta_protocol import MetaInputs, Proposal
+from evotrain.records.policy import Provenance
 
 KEPT = "meta agent `none` keeps the policy unchanged (a search baseline: the loop learns nothing between rounds)"
 
@@ -23,15 +19,8 @@ KEPT = "meta agent `none` keeps the policy unchanged (a search baseline: the loo
 class KeepPolicyMetaAgent:
     name = "none"
 
-    def propose(
-        self,
-        *,
-        policy: Policy,
-        evidence: Evidence,
-        spec: SubstrateSpec,
-        history: list[Manifest],
-        constitution: Constitution,
-    ) -> Proposal:
+    def propose(self, inputs: MetaInputs) -> Proposal:
+        policy, evidence, spec, history = inputs.policy, inputs.evidence, inputs.spec, inputs.history
         nxt = policy.model_copy(deep=True)
         nxt.round = policy.round + 1
         nxt.parent_sha256 = policy.sha256()

@@ -26,18 +26,22 @@ class Proposal:
     record: MetaRecord | None = None
 
 
+@dataclass(frozen=True)
+class MetaInputs:
+    """What a meta agent reads: the policy in force, the round's evidence, the substrate's spec, every manifest of
+    the campaign so far (the evidence round's included) and the frozen constitution."""
+
+    policy: Policy
+    evidence: Evidence
+    spec: SubstrateSpec
+    history: list[Manifest]
+    constitution: Constitution
+
+
 class MetaAgent(Protocol):
     name: str
 
-    def propose(
-        self,
-        *,
-        policy: Policy,
-        evidence: Evidence,
-        spec: SubstrateSpec,
-        history: list[Manifest],
-        constitution: Constitution,
-    ) -> Proposal:
-        """The policy for round `policy.round + 1` (parent_sha256 = policy.sha256()), with every change in its
-        changelog; `history` holds every manifest of the campaign so far, the evidence round's included."""
+    def propose(self, inputs: MetaInputs) -> Proposal:
+        """The policy for round `inputs.policy.round + 1` (parent_sha256 = the policy's sha256()), with every
+        change in its changelog."""
         ...

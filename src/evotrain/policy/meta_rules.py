@@ -19,7 +19,7 @@ from evotrain.evidence.reading import RECIPE_FAILURES
 from evotrain.policy.constitution import Constitution
 from evotrain.policy.constitution_checks import may_trust_again, promotion_refusals, transferred_gains
 from evotrain.policy.measurements import measure
-from evotrain.policy.meta_protocol import Proposal
+from evotrain.policy.meta_protocol import MetaInputs, Proposal
 from evotrain.records.evidence import CandidateSummary, Evidence
 from evotrain.records.manifest import Manifest
 from evotrain.records.policy import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
@@ -79,15 +79,9 @@ class RuleMetaAgent:
             raise ValueError("downweight must be in [0, 1): it lowers the weight of an untrusted domain")
         self.downweight = downweight
 
-    def propose(
-        self,
-        *,
-        policy: Policy,
-        evidence: Evidence,
-        spec: SubstrateSpec,
-        history: list[Manifest],
-        constitution: Constitution,
-    ) -> Proposal:
+    def propose(self, inputs: MetaInputs) -> Proposal:
+        policy, evidence, spec, history = inputs.policy, inputs.evidence, inputs.spec, inputs.history
+        constitution = inputs.constitution
         nxt = policy.model_copy(deep=True)
         nxt.round = policy.round + 1
         nxt.parent_sha256 = policy.sha256()
