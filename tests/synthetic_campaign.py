@@ -147,6 +147,7 @@ class SyntheticCampaign:
             changes=changes or [],
             recipe_diff=diff_for(recipe),
             edited_files=["recipe.toml"] if recipe != BASE_RECIPE else [],
+            recipe_files={"recipe.toml": recipe} if recipe != BASE_RECIPE else {},
             violations=violations or [],
             policy_sha256="0" * 64,
             checkpoints=[

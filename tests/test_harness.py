@@ -25,7 +25,7 @@ def run(tiny_candidate: Candidate, spec: SubstrateSpec, *, policy: Policy | None
         candidate=candidate,
         campaign_root=campaign_root,
         spec=spec,
-        policy=policy or Policy(round=1),
+        objective=(policy or Policy(round=1)).objective,
         seed=seed,
         executor=LocalExecutor(cpus=2, gpus=[], term_grace_s=0.5),
         trace=Trace(candidate.trace),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from evotrain.records.ids import mutator_seed, worker_seeds
 from evotrain.records.policy import DeadEnd, StandingRecipe
 from evotrain.sandbox.diff import recipe_diff
 from evotrain.sandbox.fork import fork_sandbox
@@ -17,7 +19,7 @@ from evotrain.sandbox.knobs import read_knob
 from evotrain.sandbox.violations import detect_violations
 from evotrain.substrate.snapshot import SubstrateHashes, snapshot_substrate
 from evotrain.substrate.spec import SubstrateSpec, load_spec
-from evotrain.workers.mutator import MutatorWorker, rng_for
+from evotrain.workers.mutator import MutatorWorker
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
 
 SUBSTRATE = Path(__file__).parent / "data" / "sandbox_substrate"
@@ -48,10 +50,11 @@ class Fixture:
         self.count += 1
         sandbox = self.root / f"f{self.count}" / "sandbox"
         fork_sandbox(self.snapshot, self.spec, sandbox, None)
+        candidate_id = f"r{round_no:04d}/{candidate}-{axis}"
         request = WorkerRequest(
-            campaign_seed=seed,
             round=round_no,
-            candidate_id=f"r{round_no:04d}/{candidate}-{axis}",
+            candidate_id=candidate_id,
+            seeds=worker_seeds(seed, round_no, candidate_id, trial=1, worker="mutator"),
             sandbox=sandbox,
             spec=self.spec,
             axis_name=axis,
@@ -70,13 +73,13 @@ def fx(tmp_path: Path) -> Fixture:
 
 def test_rng_is_stable_across_processes() -> None:
     # Python's hash() is salted per process: a generator seeded from it would differ between these runs
-    code = "from evotrain.workers.mutator import rng_for; print(rng_for(7, 1, 'r0001/c02-optimizer').random())"
-    here = rng_for(7, 1, "r0001/c02-optimizer").random()
+    code = "from evotrain.records.ids import mutator_seed; print(mutator_seed(7, 1, 'r0001/c02-optimizer'))"
+    here = mutator_seed(7, 1, "r0001/c02-optimizer")
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        assert float(out.stdout) == here
-    assert rng_for(7, 1, "a").random() != rng_for(7, 1, "b").random()
+        assert int(out.stdout) == here
+    assert random.Random(mutator_seed(7, 1, "a")).random() != random.Random(mutator_seed(7, 1, "b")).random()
 
 
 def test_same_inputs_give_the_same_edit(fx: Fixture) -> None:
@@ -176,9 +179,9 @@ def test_a_knob_at_its_bound_only_moves_inward(fx: Fixture) -> None:
         sandbox = fx.root / f"top{i}" / "sandbox"
         fork_sandbox(fx.snapshot, fx.spec, sandbox, StandingRecipe(files={"recipe.toml": at_top}))
         request = WorkerRequest(
-            campaign_seed=3,
             round=2,
             candidate_id=f"r0002/c{i:02d}-optimizer",
+            seeds=worker_seeds(3, 2, f"r0002/c{i:02d}-optimizer", trial=1, worker="mutator"),
             sandbox=sandbox,
             spec=fx.spec,
             axis_name="optimizer",

@@ -31,10 +31,11 @@ from evotrain.policy.meta_protocol import MetaAgent, MetaInputs
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, PolicyWritten, RoundClosed
 from evotrain.records.evidence import Evidence
+from evotrain.records.ids import worker_seeds
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
 from evotrain.records.manifest import Cost, ExternalResult, Failure, Manifest
 from evotrain.records.policy import Policy, StandingRecipe
-from evotrain.sandbox.diff import editable_files_changed, recipe_diff
+from evotrain.sandbox.diff import editable_files_changed, recipe_diff, recipe_files_or_problem
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
 from evotrain.sandbox.knobs import knob_settings
 from evotrain.sandbox.violations import detect_violations
@@ -311,6 +312,7 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
     result = _forked_and_edited(ctx, plan, cp, trace)
     violations = detect_violations(ctx.paths.substrate, cp.sandbox, ctx.spec, ctx.hashes)
     diff, edited = recipe_diff(ctx.paths.substrate, cp.sandbox, ctx.spec)
+    recipe_files, recipe_files_problem = recipe_files_or_problem(ctx.paths.substrate, cp.sandbox, ctx.spec)
     base = dict(
         campaign=ctx.config.name,
         round=ctx.round.number,
@@ -326,6 +328,8 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
         knob_values=knob_settings(cp.sandbox, ctx.spec),
         recipe_diff=diff,
         edited_files=edited,
+        recipe_files=recipe_files,
+        recipe_files_problem=recipe_files_problem,
         violations=violations,
         policy_sha256=ctx.policy.sha256(),
         worker_usage=result.usage,
@@ -348,7 +352,7 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
             candidate=cp,
             campaign_root=ctx.paths.root,
             spec=ctx.spec,
-            policy=ctx.policy,
+            objective=ctx.policy.objective,
             seed=plan.seed,
             executor=ctx.executor,
             trace=trace,
@@ -391,9 +395,9 @@ def _forked_and_edited(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePath
 def _propose(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> WorkerResult:
     assert plan.axis is not None
     request = WorkerRequest(
-        campaign_seed=ctx.config.seed,
         round=ctx.round.number,
         candidate_id=cp.candidate_id,
+        seeds=worker_seeds(ctx.config.seed, ctx.round.number, cp.candidate_id, trial=plan.seed, worker=ctx.worker.name),
         sandbox=cp.sandbox,
         spec=ctx.spec,
         axis_name=plan.axis,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from evotrain.errors import EvotrainError
 from evotrain.evidence import stats
 from evotrain.evidence.context import RoundContext
 from evotrain.evidence.noise import external_reference
 from evotrain.evidence.reading import candidate_status, domain_counts, domain_scores, load_eval_report, selected_eval
 from evotrain.records.evidence import CandidateSummary, Interval, Surprise
 from evotrain.records.ids import statistics_seed
-from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import Manifest
-from evotrain.sandbox.diff import editable_files_changed
 
 
 def summarize_candidate(m: Manifest, anchor: Manifest | None, ctx: RoundContext) -> CandidateSummary:
@@ -80,14 +77,10 @@ def _gain_estimate(m: Manifest, anchor: Manifest, ctx: RoundContext) -> stats.Pa
 
 
 def _recipe_files(m: Manifest, ctx: RoundContext) -> dict[str, str] | None:
-    """The candidate's editable files as a standing recipe would carry them (None if they cannot be read)."""
-    paths = CampaignPaths(ctx.campaign_root)
-    round_name, _, name = m.candidate_id.partition("/")
-    sandbox = paths.round(m.round).candidate(name or round_name).sandbox
-    if not sandbox.is_dir():
-        return None
-    try:
-        return editable_files_changed(paths.substrate, sandbox, ctx.spec)
-    except EvotrainError as exc:
-        ctx.surprises.append(Surprise(kind="unpromotable_recipe", candidate_id=m.candidate_id, description=exc.message))
-        return None
+    """The candidate's editable files as a standing recipe would carry them, as its manifest recorded them (None if
+    they cannot be carried, or the manifest predates the record)."""
+    if m.recipe_files_problem is not None:
+        ctx.surprises.append(
+            Surprise(kind="unpromotable_recipe", candidate_id=m.candidate_id, description=m.recipe_files_problem)
+        )
+    return None if m.recipe_files is None else dict(m.recipe_files)

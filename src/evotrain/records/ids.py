@@ -1,9 +1,14 @@
 """Ids and seeds. A candidate's id names its round and folder (`r0001/c02-optimizer`); every seed is derived from
-stable hashes of its parts, the same across processes and Python versions (Python's hash() is salted)."""
+stable hashes of its parts, the same across processes and Python versions (Python's hash() is salted).
+
+The loop hands every seed out: a candidate's training seed comes with its plan, and a worker receives the seeds
+it may use in its request (`WorkerSeeds`), so no worker derives one from the campaign seed."""
 
 from __future__ import annotations
 
 import hashlib
+
+from pydantic import BaseModel, ConfigDict
 
 
 def round_dirname(round_no: int) -> str:
@@ -34,6 +39,28 @@ def derive_seed(campaign_seed: int, *parts: object) -> int:
 def mutator_seed(campaign_seed: int, round_no: int, candidate: str) -> int:
     """The offline mutator's 64-bit seed for one candidate."""
     return stable_hash("mutator", campaign_seed, round_no, candidate, separator="\0", nbytes=8)
+
+
+class WorkerSeeds(BaseModel):
+    """Every seed a worker may use for one candidate, handed to it with its request."""
+
+    model_config = ConfigDict(frozen=True)
+
+    trial: int  # the candidate's planned training seed (CandidatePlan.seed), which its official trial runs with
+    mutator: int  # the offline mutator's draws (64-bit)
+    agent_trials: int  # an agent's own scratch trials (`evotrain trial` inside its sandbox)
+    sampler: int  # a search baseline's sampler: one per round and worker, the same for the round's candidates
+
+
+def worker_seeds(campaign_seed: int, round_no: int, candidate: str, *, trial: int, worker: str) -> WorkerSeeds:
+    """The seeds handed to the worker `worker` editing `candidate` (`r0001/c02-optimizer`), whose plan gave it
+    the training seed `trial`."""
+    return WorkerSeeds(
+        trial=trial,
+        mutator=mutator_seed(campaign_seed, round_no, candidate),
+        agent_trials=derive_seed(campaign_seed, round_no, candidate, "agent"),
+        sampler=derive_seed(campaign_seed, round_no, worker),
+    )
 
 
 def statistics_seed(*parts: object) -> int:

@@ -130,6 +130,12 @@ class Manifest(BaseModel):
     knob_values: dict[str, Any] = {}
     recipe_diff: str = ""  # unified diff of the sandbox's editable files against the substrate
     edited_files: list[str] = []
+    # The sandbox's edited and added editable files (relpath → full text) as the trial ran them: what promoting this
+    # candidate writes as the standing recipe, so the evidence is made from the manifests alone. None when its
+    # edits cannot be carried as a standing recipe (`recipe_files_problem` says why) and in a manifest written
+    # before the field existed (such a candidate is not promoted).
+    recipe_files: dict[str, str] | None = None
+    recipe_files_problem: str | None = None
     violations: list[Violation] = []
     policy_sha256: str
     training: dict[str, float] = {}

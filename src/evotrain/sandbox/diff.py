@@ -109,3 +109,14 @@ def editable_files_changed(snapshot: Path, sandbox: Path, spec: SubstrateSpec) -
                 fix="do not promote this candidate, or keep binary files out of the editable globs",
             ) from None
     return out
+
+
+def recipe_files_or_problem(
+    snapshot: Path, sandbox: Path, spec: SubstrateSpec
+) -> tuple[dict[str, str] | None, str | None]:
+    """`editable_files_changed`, or None and why the sandbox's edits cannot be carried as a standing recipe: what a
+    manifest records as its `recipe_files` and `recipe_files_problem`."""
+    try:
+        return editable_files_changed(snapshot, sandbox, spec), None
+    except EvotrainError as exc:
+        return None, exc.message

@@ -18,7 +18,7 @@ from evotrain.errors import ConfigError
 from evotrain.executors.protocol import Executor, StepOutcome
 from evotrain.records.layout import CandidatePaths
 from evotrain.records.manifest import CheckpointEval, Cost, Failure, Selection, StepCost
-from evotrain.records.policy import Policy
+from evotrain.records.policy import SelectionObjective
 from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
 from evotrain.trial.steps import build_request, failure_class, run_step
@@ -127,12 +127,12 @@ def run_trial_steps(
     candidate: CandidatePaths,
     campaign_root: Path,
     spec: SubstrateSpec,
-    policy: Policy,
+    objective: SelectionObjective,
     seed: int,
     executor: Executor,
     trace: Trace,
 ) -> TrialOutcome:
-    """Run prepare (if declared) → train → evaluate every checkpoint → select one, by the policy's objective."""
+    """Run prepare (if declared) → train → evaluate every checkpoint → select one, by the selection objective."""
     _make_dirs(candidate)
     steps = _Steps(candidate, spec, seed, executor, trace)
     result = TrialOutcome()
@@ -179,8 +179,8 @@ def run_trial_steps(
             step = "evaluate_all" if spec.commands.evaluate_all is not None else f"evaluate/{name}"
             return failed(Failure(failure_class="bad_output", step=step, message=err.render()))
         relpath = _campaign_relative(report_path, campaign_root)
-        result.checkpoints.append(checkpoint_eval(name, report, relpath, policy.objective, spec.metric))
-    result.selected = select_checkpoint(result.checkpoints, policy.objective, spec.metric)
+        result.checkpoints.append(checkpoint_eval(name, report, relpath, objective, spec.metric))
+    result.selected = select_checkpoint(result.checkpoints, objective, spec.metric)
     return result
 
 

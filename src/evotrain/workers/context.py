@@ -14,7 +14,6 @@ from pydantic import BaseModel
 
 from evotrain.errors import ConfigError
 from evotrain.fileio import atomic_write_json
-from evotrain.records.ids import derive_seed
 from evotrain.workers.protocol import WorkerRequest
 
 CONTEXT_ENV = "EVOTRAIN_AGENT_CONTEXT"
@@ -60,7 +59,7 @@ def context_for(request: WorkerRequest) -> AgentContext:
         substrate=root / "substrate",
         policy_json=round_dir / "policy.json",
         agent_work=candidate_dir / AGENT_WORK,
-        seed=derive_seed(request.campaign_seed, request.round, request.candidate_id, "agent"),
+        seed=request.seeds.agent_trials,
         axis=request.axis_name,
     )
 

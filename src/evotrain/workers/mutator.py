@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from evotrain.records.ids import mutator_seed
 from evotrain.records.manifest import KnobChange, WorkerUsage
 from evotrain.records.policy import DeadEnd
 from evotrain.sandbox.knobs import read_knob, write_knob
@@ -43,11 +42,6 @@ class Move:
     new: Any
     write_value: Any  # what write_knob receives (the whole table for weights)
     how: str  # the step in words, e.g. "×2.0 in log space"
-
-
-def rng_for(campaign_seed: int, round_no: int, candidate_id: str) -> random.Random:
-    """The mutator's generator for one candidate, seeded by `records.ids.mutator_seed`."""
-    return random.Random(mutator_seed(campaign_seed, round_no, candidate_id))
 
 
 def round_sig(x: float, digits: int = SIGNIFICANT_DIGITS) -> float:
@@ -183,7 +177,7 @@ class MutatorWorker:
 
     def propose(self, request: WorkerRequest) -> WorkerResult:
         started = time.monotonic()
-        rng = rng_for(request.campaign_seed, request.round, request.candidate_id)
+        rng = random.Random(request.seeds.mutator)  # handed out by the loop (records.ids.worker_seeds)
         knob_names = sorted(request.axis.knobs)
         rng.shuffle(knob_names)
         chosen: list[Move] = []

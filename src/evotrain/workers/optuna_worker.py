@@ -21,7 +21,6 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler, TPESampler
 from optuna.trial import TrialState, create_trial
 
-from evotrain.records.ids import derive_seed
 from evotrain.records.manifest import Manifest, WorkerUsage
 from evotrain.sandbox.knobs import knob_changes, knob_settings, knob_values, write_knob
 from evotrain.workers.mutator import fmt, round_sig
@@ -88,8 +87,7 @@ class OptunaWorker:
             return "Optuna TPE (multivariate, constant liar)"
         return "Optuna random search"
 
-    def _sampler(self, campaign_seed: int, round_no: int) -> BaseSampler:
-        seed = derive_seed(campaign_seed, round_no, self.name)
+    def _sampler(self, seed: int) -> BaseSampler:
         if self.sampler_kind == "tpe":
             return TPESampler(multivariate=True, constant_liar=True, seed=seed)
         return RandomSampler(seed=seed)
@@ -97,7 +95,7 @@ class OptunaWorker:
     def _rebuild_study(self, request: WorkerRequest, space: SearchSpace) -> tuple[optuna.Study, dict[str, Config]]:
         """A fresh in-memory study holding every earlier trial whose configuration lies in the space."""
         direction = request.spec.metric.direction
-        study = optuna.create_study(direction=direction, sampler=self._sampler(request.campaign_seed, request.round))
+        study = optuna.create_study(direction=direction, sampler=self._sampler(request.seeds.sampler))
         told: dict[str, Config] = {}
         distributions = space.distributions
         for manifest in sorted(request.history, key=lambda m: (m.round, m.candidate_id)):

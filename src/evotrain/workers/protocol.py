@@ -12,6 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from evotrain.records.ids import WorkerSeeds
 from evotrain.records.manifest import KnobChange, Manifest, WorkerUsage
 from evotrain.records.policy import DeadEnd
 from evotrain.substrate.spec import Axis, SubstrateSpec
@@ -20,9 +21,9 @@ from evotrain.substrate.spec import Axis, SubstrateSpec
 class WorkerRequest(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    campaign_seed: int
     round: int
     candidate_id: str
+    seeds: WorkerSeeds  # every seed the worker may use, handed out by the loop (a worker derives none)
     sandbox: Path
     spec: SubstrateSpec
     axis_name: str
