@@ -110,6 +110,16 @@ def test_external_noise_band_comes_from_anchors_then_binomial(tmp_path: Path) ->
     assert cal.external_noise_source == "anchors" and abs(cal.external_noise_band - 0.04 / 2**0.5) < 1e-9  # type: ignore[operator]
 
 
+def test_anchors_closer_than_the_binomial_sd_do_not_shrink_the_external_band(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    policy = initial_policy(SPEC)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.5, external_n=400)
+    c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.505, external_n=400)  # two lucky close draws
+    cal = c.evidence(2, policy).calibration
+    assert cal.external_noise_source == "binomial"
+    assert cal.external_noise_band == pytest.approx((0.505 * 0.495 / 400) ** 0.5)
+
+
 def _proxy_campaign(c: SyntheticCampaign, *, transfers: bool) -> None:
     """Rounds where candidates push `equations` dev up; the external target follows only if `transfers`."""
     for r, anchor_external in zip((1, 2, 3), (0.70, 0.71, 0.69), strict=True):

@@ -146,6 +146,12 @@ def test_rule_1_promotion_against_the_external_target_is_refused(s: Scenario) ->
     proposed = _with_recipe(base.model_copy(update={"parent_sha256": previous.sha256()}), "r0001/c02-optimizer")
     assert s.breaches(proposed, previous=previous) == ["external_authoritative"]
     assert s.breaches(_with_recipe(base, "r0001/c02-optimizer")) == []
+    # below the best known by less than the external margin (k · the default external sd 0.01 = 0.02): the best
+    # known is the maximum of noisy scores, so this is no contradiction
+    assert previous.noise.external_margin() == pytest.approx(0.02)
+    close = s.previous.model_copy(update={"best_external": 0.735, "best_external_source": "r0000/x"})
+    proposed = _with_recipe(base.model_copy(update={"parent_sha256": close.sha256()}), "r0001/c02-optimizer")
+    assert s.breaches(proposed, previous=close) == []
 
 
 def test_rule_2_a_decoupled_domain_must_be_untrusted_or_downweighted(s: Scenario) -> None:

@@ -89,6 +89,67 @@ def test_near_threshold_win_is_replicated_before_promotion(tmp_path: Path) -> No
     assert third.replicate == []
 
 
+def test_a_replicated_recipe_is_judged_by_its_mean_against_the_threshold_over_root_n(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        1, "c02-schedule", axis="schedule", skill=0.635, recipe=WARM20, changes=[change("schedule", "warmup", 10, 20)]
+    )
+    nxt = step(c, initial_policy(SPEC))
+    threshold = nxt.noise.threshold
+    assert threshold is not None and 0.035 < threshold and 0.035 > threshold / 2**0.5
+    assert nxt.replicate == ["r0001/c02-schedule"] and nxt.standing_recipe.source is None
+    assert any(p.action == "replicate" and "threshold for 2 runs" in p.reason for p in nxt.changelog)
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        2,
+        "c02-replicate-schedule",
+        role="replicate",
+        axis="schedule",
+        replicate_of="r0001/c02-schedule",
+        skill=0.63,
+        recipe=WARM20,
+    )
+    third = step(c, nxt)  # mean gain +0.0325: below the one-run threshold, above the one for a mean of two runs
+    assert third.standing_recipe.source == "r0001/c02-schedule"
+    assert any(p.action == "promote" and "mean of 2 runs" in p.reason for p in third.changelog)
+
+
+def test_a_mean_below_the_threshold_over_root_n_is_not_promoted(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        1, "c02-schedule", axis="schedule", skill=0.635, recipe=WARM20, changes=[change("schedule", "warmup", 10, 20)]
+    )
+    nxt = step(c, initial_policy(SPEC))
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        2,
+        "c02-replicate-schedule",
+        role="replicate",
+        axis="schedule",
+        replicate_of="r0001/c02-schedule",
+        skill=0.6,
+        recipe=WARM20,
+    )
+    third = step(c, nxt)  # mean +0.0175, below threshold/√2 and below threshold/√3: dropped
+    assert third.standing_recipe.source is None and third.replicate == []
+
+
+def test_the_other_winners_of_a_promoting_round_are_rerun_on_the_new_standing_recipe(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        1, "c02-optimizer", axis="optimizer", skill=0.75, recipe=LR3, changes=[change("optimizer", "lr", 0.001, 0.003)]
+    )
+    c.run(1, "c03-schedule", axis="schedule", skill=0.7, recipe=WARM20, changes=[change("schedule", "warmup", 10, 20)])
+    nxt = step(c, initial_policy(SPEC))
+    assert nxt.standing_recipe.source == "r0001/c02-optimizer"
+    assert nxt.replicate == ["r0001/c03-schedule"]
+    reason = next(p.reason for p in nxt.changelog if p.action == "replicate")
+    assert "on top of the new standing recipe (r0001/c02-optimizer)" in reason
+
+
 def test_dead_ends_are_appended_with_round_tags_and_never_removed(tmp_path: Path) -> None:
     c = SyntheticCampaign(tmp_path)
     c.run(1, "c01-anchor", role="anchor", skill=0.6)

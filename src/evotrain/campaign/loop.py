@@ -33,11 +33,11 @@ from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, Pol
 from evotrain.records.evidence import Evidence
 from evotrain.records.ids import worker_seeds
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
-from evotrain.records.manifest import Cost, ExternalResult, Failure, Manifest
+from evotrain.records.manifest import Cost, ExternalResult, Failure, KnobChange, Manifest
 from evotrain.records.policy import Policy, StandingRecipe
 from evotrain.sandbox.diff import editable_files_changed, recipe_diff, recipe_files_or_problem
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
-from evotrain.sandbox.knobs import knob_settings
+from evotrain.sandbox.knobs import knob_changes, knob_settings, knob_values, read_knob, write_knob
 from evotrain.sandbox.violations import detect_violations
 from evotrain.substrate.snapshot import SubstrateHashes
 from evotrain.substrate.spec import SubstrateSpec
@@ -384,7 +384,7 @@ def _forked_and_edited(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePath
     if plan.role == "anchor":
         result = WorkerResult(rationale="anchor: the standing recipe unchanged, with a fresh seed (measures noise)")
     elif plan.role == "replicate":
-        result = WorkerResult(rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion")
+        result = _replicate(ctx, plan, cp)
     else:
         ctx.observer.candidate_stage(ctx.round.number, plan.name, "worker")
         result = _propose(ctx, plan, cp)
@@ -414,8 +414,53 @@ def _propose(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> Work
         return WorkerResult(rationale="the worker failed before finishing", error=f"{type(exc).__name__}: {exc}")
 
 
+def _replicate(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> WorkerResult:
+    """A replicate re-runs its source's recipe with a fresh seed; when the standing recipe changed since the source
+    ran, its knob changes are applied on top of the standing recipe in force instead (forked by `_recipe_for`),
+    so that a change is promoted only once tested together with the ones promoted before it."""
+    changes = _rebased_changes(ctx, plan)
+    if changes is None:
+        return WorkerResult(rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion")
+    before = knob_values(cp.sandbox, ctx.spec)
+    for change in changes:
+        knob = ctx.spec.search.axes[change.axis].knobs[change.knob]
+        value = change.new
+        if knob.type == "weights":
+            weights = dict(read_knob(cp.sandbox, knob))
+            weights[change.key.rsplit(".", 1)[1]] = change.new
+            value = {d: w for d, w in weights.items() if w is not None}
+        write_knob(cp.sandbox, knob, value)
+    applied = knob_changes(before, cp.sandbox, ctx.spec)
+    standing = ctx.policy.standing_recipe.source or "the substrate's recipe"
+    return WorkerResult(
+        rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion: its change "
+        f"({'; '.join(c.describe() for c in changes)}) applied on the standing recipe in force ({standing}), "
+        "which changed since it ran",
+        changes=applied,
+    )
+
+
+def _rebased_changes(ctx: RoundContext, plan: CandidatePlan) -> list[KnobChange] | None:
+    """The source's knob changes, when the standing recipe changed since the source's round and those changes are
+    all its edits did (declared knobs only, in the files they live in); else None: the source's files are copied."""
+    source = next((m for m in ctx.history if m.candidate_id == plan.replicate_of), None)
+    if source is None or not source.changes:
+        return None
+    then = CampaignStore(ctx.paths).policy_or_none(source.round)
+    if then is None or then.standing_recipe.files == ctx.policy.standing_recipe.files:
+        return None
+    if not set(source.edited_files) <= {c.file for c in source.changes}:
+        return None
+    axes = ctx.spec.search.axes
+    if any(c.axis not in axes or c.knob not in axes[c.axis].knobs for c in source.changes):
+        return None
+    return list(source.changes)
+
+
 def _recipe_for(ctx: RoundContext, plan: CandidatePlan) -> StandingRecipe:
     if plan.role != "replicate" or plan.replicate_of is None:
+        return ctx.policy.standing_recipe
+    if _rebased_changes(ctx, plan) is not None:
         return ctx.policy.standing_recipe
     round_name, name = plan.replicate_of.split("/", 1)
     source = ctx.paths.round(int(round_name[1:])).candidate(name)

@@ -179,20 +179,29 @@ ExternalNoiseSource = Literal["anchors", "binomial", "dev band (assumed)", "poli
 def estimate_external_noise(
     history: Sequence[Manifest], policy: Policy, *, success_rate: bool = True, dev_band: float | None = None
 ) -> tuple[float, ExternalNoiseSource]:
-    """External sd: from anchors' external scores (pooled per recipe) when two exist, else (for a success rate
-    only) the binomial sd of the external item count, else the policy's assumed default — which is a number on a
-    success rate's scale, so a continuous metric assumes its dev noise band instead (same metric, same scale)."""
+    """External sd: from anchors' external scores (pooled per recipe) when two exist, never below (for a success
+    rate) the binomial sd of the external item count, which stands alone until two anchors exist; else the
+    policy's assumed default — which is a number on a success rate's scale, so a continuous metric assumes its
+    dev noise band instead (same metric, same scale)."""
     anchor_groups: dict[str, list[float]] = defaultdict(list)
     for m in history:
         if m.role == "anchor" and m.external is not None:
             anchor_groups[m.recipe_diff].append(m.external.score)
     sd, _ = stats.pooled_sd(anchor_groups.values())
-    if sd is not None and sd > 0:  # identical anchor scores say too little to set a band of zero
-        return sd, "anchors"
     ref = external_count_reference(history)
+    binomial = None
     if success_rate and ref is not None and ref.external is not None and ref.external.n:
         if 0.0 <= ref.external.score <= 1.0:
-            return stats.binomial_sd(ref.external.score, ref.external.n), "binomial"
+            binomial = stats.binomial_sd(ref.external.score, ref.external.n)
+    # Two or three anchors give a very uncertain sd, often far too small (a lucky pair of close scores would make
+    # every external difference look significant); for a success rate the binomial sd of the item count is the
+    # floor: the sampling noise of the external items alone, before any seed noise.
+    if sd is not None and sd > 0 and (binomial is None or sd >= binomial):
+        return sd, "anchors"
+    if binomial is not None:
+        return binomial, "binomial"
+    if sd is not None and sd > 0:  # identical anchor scores say too little to set a band of zero
+        return sd, "anchors"
     if not success_rate and dev_band is not None and dev_band > 0:
         return dev_band, "dev band (assumed)"
     return policy.noise.external_sd_default, "policy default"

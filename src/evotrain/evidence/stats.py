@@ -338,6 +338,21 @@ def candidate_gains(history: Sequence[Manifest], sign: float) -> dict[str, float
     return out
 
 
+def recipe_run_gains(history: Sequence[Manifest], sign: float, source: str) -> list[float]:
+    """The objective gains of every run of one recipe: the candidate itself, then each replicate of it (each over
+    its own round's anchor, so the runs are independent draws of the change's effect)."""
+    gains = candidate_gains(history, sign)
+    runs = [m.candidate_id for m in history if m.candidate_id == source]
+    runs += [m.candidate_id for m in history if m.role == "replicate" and m.replicate_of == source]
+    return [gains[c] for c in runs if c in gains]
+
+
+def threshold_for_runs(threshold: float, runs: int) -> float:
+    """The promotion threshold for the mean gain of `runs` independent runs: the one-run threshold k·band over √n,
+    which keeps the false-promotion rate of a change with no effect the same whatever the number of runs."""
+    return threshold / math.sqrt(max(1, runs))
+
+
 @dataclass(frozen=True)
 class ExternalProgress:
     best: float | None

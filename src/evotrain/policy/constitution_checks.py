@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from evotrain.errors import ConstitutionViolation
 from evotrain.evidence import stats
+from evotrain.evidence.noise import external_reference
 from evotrain.policy.constitution import Constitution, RuleBreach
 from evotrain.records.evidence import DomainCalibration, Evidence
 from evotrain.records.manifest import Manifest
@@ -212,14 +213,16 @@ def _gain_refusals(
         return [RuleBreach(rule="promotion_threshold", reason=f"{source} has no measured gain over its anchor")]
     rep_gains = [gains[m.candidate_id] for m in replicates if m.candidate_id in gains]
     if rep_gains:
-        mean = (gain + sum(rep_gains)) / (1 + len(rep_gains))
-        if mean <= threshold:
+        runs = 1 + len(rep_gains)
+        mean = (gain + sum(rep_gains)) / runs
+        required = stats.threshold_for_runs(threshold, runs)
+        if mean <= required:
             return [
                 RuleBreach(
                     rule="promotion_threshold",
                     reason=f"{source}'s gain {gain:+.4f} and its replicates' "
                     f"{', '.join(f'{g:+.4f}' for g in rep_gains)} average {mean:+.4f}, "
-                    f"not above the threshold {threshold:.4f}",
+                    f"not above the threshold for a mean of {runs} runs {required:.4f} ({threshold:.4f}/√{runs})",
                 )
             ]
         return []
@@ -244,32 +247,38 @@ def _gain_refusals(
 def _external_refusals(
     source: str, replicates: list[Manifest], previous: Policy, history: Sequence[Manifest], sign: float
 ) -> list[RuleBreach]:
+    """Rule 1: the runs of the recipe that the external target scored must not, on average, score below their
+    rounds' anchors (each run against its own round's: a replicate may run on a newer standing recipe), nor below
+    the best external score known by more than the external margin (k·external sd): the best known is the
+    maximum of many noisy scores, so a raw comparison with it would veto real gains for the luck of an earlier
+    draw."""
     runs = [m for m in history if m.candidate_id == source] + replicates
     scored = [m for m in runs if m.external is not None]
     if not scored:
         return []  # the external target has not spoken on this recipe
     external = sum(m.external.score for m in scored if m.external) / len(scored)
     out = []
-    origin = next((m for m in history if m.candidate_id == source), None)
-    anchor = min(
-        (m for m in history if origin and m.round == origin.round and m.role == "anchor" and m.external is not None),
-        key=lambda m: m.candidate_id,
-        default=None,
-    )
-    if anchor is not None and anchor.external is not None and sign * (external - anchor.external.score) <= 0:
-        out.append(
-            RuleBreach(
-                rule="external_authoritative",
-                reason=f"{source} scores {external:.4f} on the external target, no better than its round's anchor "
-                f"({anchor.external.score:.4f}): promoting it would follow dev against the external target",
+    against = [(m, ref) for m in scored if (ref := external_reference(history, m.round)) is not None]
+    if against:
+        gain = sum(sign * (m.external.score - ref.external.score) for m, ref in against if m.external and ref.external)
+        gain /= len(against)
+        anchors = ", ".join(f"{ref.external.score:.4f}" for _, ref in against if ref.external)
+        if gain <= 0:
+            out.append(
+                RuleBreach(
+                    rule="external_authoritative",
+                    reason=f"{source} scores {external:.4f} on the external target, no better than its round's anchor "
+                    f"({anchors}): promoting it would follow dev against the external target",
+                )
             )
-        )
-    if previous.best_external is not None and sign * (external - previous.best_external) < 0:
+    margin = previous.noise.external_margin()
+    if previous.best_external is not None and sign * (external - previous.best_external) < -margin:
         out.append(
             RuleBreach(
                 rule="external_authoritative",
                 reason=f"{source} scores {external:.4f} on the external target, worse than the best known "
-                f"{previous.best_external:.4f} ({previous.best_external_source})",
+                f"{previous.best_external:.4f} ({previous.best_external_source}) by more than the external margin "
+                f"{margin:.4f}",
             )
         )
     return out

@@ -159,24 +159,29 @@ def proxy_retrust(step: _Step, downweight: float) -> None:
 
 
 # ---- promotion -----------------------------------------------------------------------------------------------
+REPLICATE_LIMIT = 3  # recipes re-run in one round, the most promising first: the rest of the slots explore
+MAX_RUNS = 3  # runs of one recipe (the candidate and its replicates) before the loop stops spending on it
+
+
 @dataclass(frozen=True)
 class _Contender:
     source: str  # the candidate whose recipe would be promoted
     run: CandidateSummary  # this round's run of that recipe (the candidate itself, or its replicate)
     gain: float  # the evidence for it: its gain, or its mean with its replicates
+    runs: int  # how many runs that evidence averages
 
 
 def _contenders(step: _Step) -> list[_Contender]:
-    gains = stats.candidate_gains(step.history, step.sign)
-    out = []
+    out: dict[str, _Contender] = {}
     for s in step.evidence.candidates:
         if s.role == "anchor" or s.gain is None or s.status != "ok":
             continue
         source = s.replicate_of if s.role == "replicate" and s.replicate_of else s.candidate_id
-        runs = [gains[source]] if source in gains else []
-        runs += [gains[m.candidate_id] for m in step.history if m.replicate_of == source and m.candidate_id in gains]
-        out.append(_Contender(source, s, sum(runs) / len(runs) if runs else s.gain))
-    return sorted(out, key=lambda c: -c.gain)
+        if source in out:
+            continue
+        runs = stats.recipe_run_gains(step.history, step.sign, source)
+        out[source] = _Contender(source, s, sum(runs) / len(runs) if runs else s.gain, max(1, len(runs)))
+    return sorted(out.values(), key=lambda c: -c.gain)
 
 
 def _reweighted_gain(step: _Step, s: CandidateSummary) -> float | None:
@@ -184,13 +189,24 @@ def _reweighted_gain(step: _Step, s: CandidateSummary) -> float | None:
 
 
 def promote_or_replicate(step: _Step) -> None:
+    """Promote the best contender whose evidence clears the threshold (for a mean of n runs, threshold/√n) and that
+    no rule refuses; re-run the promising ones — a win near the threshold, a gain that one more run at the same
+    size would carry over the threshold, a gain the external target confirms, and the other winners of a round
+    that promoted one (re-run on top of the new standing recipe, so that changes stack only once tested together).
+    """
     threshold = step.threshold
     if threshold is None:
         return
     margin = step.previous.noise.replicate_margin
+    promoted: _Contender | None = None
+    again: list[tuple[_Contender, str]] = []
     for c in _contenders(step):
-        if c.gain <= threshold:
-            break  # sorted: nobody below clears the threshold either
+        required = stats.threshold_for_runs(threshold, c.runs)
+        if c.gain <= required:
+            why = _worth_another_run(step, c, threshold)
+            if why:
+                again.append((c, why))
+            continue
         refusals = promotion_refusals(
             c.source,
             previous=step.previous,
@@ -199,13 +215,11 @@ def promote_or_replicate(step: _Step) -> None:
             spec=step.spec,
             history=step.history,
         )
-        replicated = any(m.replicate_of == c.source for m in step.history)
-        near = c.gain <= threshold * (1 + margin) and not replicated
         if any(r.rule == "external_authoritative" for r in refusals):
             step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
         reweighted = _reweighted_gain(step, c.run)
-        if step.nxt.objective.untrusted_domains and reweighted is not None and reweighted <= threshold:
+        if step.nxt.objective.untrusted_domains and reweighted is not None and reweighted <= required:
             if not _externally_confirmed(step, c.run):
                 step.log(
                     "not_promoted",
@@ -213,20 +227,77 @@ def promote_or_replicate(step: _Step) -> None:
                     "and no external probe confirms it",
                 )
                 continue
-        if near:
-            if c.source not in step.nxt.replicate:
-                step.nxt.replicate.append(c.source)
-                step.log(
-                    "replicate",
-                    f"{c.source}: gain {c.gain:+.4f} is within ×(1 + {margin:g}) of the threshold {threshold:.4f}; "
-                    "one more seed before promotion",
+        if c.runs == 1 and c.gain <= threshold * (1 + margin):
+            again.append(
+                (
+                    c,
+                    f"gain {c.gain:+.4f} is within ×(1 + {margin:g}) of the threshold {threshold:.4f}; one more "
+                    "seed before promotion",
                 )
+            )
             continue
         if refusals:
             step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
-        if _promote(step, c):
-            return
+        if promoted is None:
+            if _promote(step, c):
+                promoted = c
+            continue
+        if _knobs(step, c) & _knobs(step, promoted):
+            step.log(
+                "not_promoted",
+                f"{c.source}: also cleared the threshold, but it moves a knob that the promoted {promoted.source} "
+                "moves; the promoted recipe stands",
+            )
+            continue
+        again.append(
+            (
+                c,
+                f"mean gain {c.gain:+.4f} over {c.runs} run(s) also cleared the threshold {required:.4f}; re-run on "
+                f"top of the new standing recipe ({promoted.source}) before its change is stacked there",
+            )
+        )
+    _queue_replicates(step, again)
+
+
+def _worth_another_run(step: _Step, c: _Contender, threshold: float) -> str | None:
+    """Why one more run of a contender below its threshold is worth a slot, or None."""
+    if c.runs >= MAX_RUNS:
+        return None
+    nxt_required = stats.threshold_for_runs(threshold, c.runs + 1)
+    if c.gain > nxt_required:
+        required = stats.threshold_for_runs(threshold, c.runs)
+        return (
+            f"mean gain {c.gain:+.4f} over {c.runs} run(s) is below the threshold {required:.4f} but above "
+            f"{nxt_required:.4f}, the threshold for {c.runs + 1} runs; one more seed"
+        )
+    if c.gain > 0 and _externally_confirmed(step, c.run):
+        assert c.run.external_gain is not None
+        return (
+            f"the external target confirms it (external gain {c.run.external_gain:+.4f} above the external "
+            f"threshold {step.evidence.calibration.external_threshold:.4f}) while its dev gain {c.gain:+.4f} is "
+            "below the threshold; one more seed"
+        )
+    return None
+
+
+def _queue_replicates(step: _Step, again: list[tuple[_Contender, str]]) -> None:
+    queued = 0
+    for c, why in again:
+        if queued >= REPLICATE_LIMIT:
+            break
+        if c.source in step.nxt.replicate or c.runs >= MAX_RUNS:
+            continue
+        step.nxt.replicate.append(c.source)
+        step.log("replicate", f"{c.source}: {why}")
+        queued += 1
+
+
+def _knobs(step: _Step, c: _Contender) -> set[str]:
+    run = step.manifest(c.run.candidate_id)
+    source = step.manifest(c.source)
+    changes = [*(run.changes if run else []), *(source.changes if source else [])]
+    return {f"{ch.axis}.{ch.knob}" for ch in changes}
 
 
 def _externally_confirmed(step: _Step, s: CandidateSummary) -> bool:
@@ -238,24 +309,29 @@ def _externally_confirmed(step: _Step, s: CandidateSummary) -> bool:
 def _promote(step: _Step, c: _Contender) -> bool:
     files = c.run.recipe_files
     source = step.manifest(c.source)
-    if files is None or source is None:
+    run = step.manifest(c.run.candidate_id) or source
+    if files is None or source is None or run is None:
         step.log("not_promoted", f"{c.source}: its recipe files could not be read from its sandbox")
         return False
     if not files:
         step.log("not_promoted", f"{c.source}: its sandbox does not differ from the substrate; nothing to promote")
         return False
     previous = step.nxt.standing_recipe
+    runs = f" (mean of {c.runs} runs)" if c.runs > 1 else ""
     entry = step.log(
         "promote",
-        f"{c.source} becomes the standing recipe: objective gain {c.gain:+.4f} over its anchor, above the threshold "
-        f"{step.threshold:.4f}"
+        f"{c.source} becomes the standing recipe: objective gain {c.gain:+.4f}{runs} over its anchor, above the "
+        f"threshold {stats.threshold_for_runs(step.threshold or 0.0, c.runs):.4f}"
         + (f"; external {c.run.external:.4f}" if c.run.external is not None else "; no external score yet"),
     )
+    # A replicate re-run on a newer standing recipe holds that recipe plus the source's change: its changes are the
+    # ones applied on top of the standing recipe.
+    changes = run.changes if run.role == "replicate" and run.changes else source.changes
     step.nxt.standing_recipe = StandingRecipe(
         files=dict(files),
-        diff=source.recipe_diff,
+        diff=run.recipe_diff,
         source=c.source,
-        changes=[*previous.changes, *source.changes],
+        changes=[*previous.changes, *changes],
         provenance=[*previous.provenance, entry],
     )
     return True
