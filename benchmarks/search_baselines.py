@@ -343,14 +343,18 @@ def _curve(row: dict[str, Any], *, oracle: bool) -> list[float]:
     return out
 
 
-def write_report(rows: list[dict[str, Any]], methods: list[str], out: Path) -> None:
+def write_report(rows: list[dict[str, Any]], methods: list[str], out: Path, *, docs: bool) -> None:
     if not rows:
         return
     text = report(rows, methods)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "search_baselines.md").write_text(text)
-    plot(rows, methods, PLOT)
-    docs = ROOT / "docs" / "benchmarks.md"
-    current = docs.read_text()
+    plot(rows, methods, PLOT if docs else out / PLOT.name)
+    console.print(text)
+    if not docs:
+        return
+    benchmarks_md = ROOT / "docs" / "benchmarks.md"
+    current = benchmarks_md.read_text()
     marker = "## Search baselines:"
     if marker in current:  # replace the section (up to the next section) with the new one
         head, rest = current.split(marker, 1)
@@ -358,8 +362,7 @@ def write_report(rows: list[dict[str, Any]], methods: list[str], out: Path) -> N
         current = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
     else:
         current = current.rstrip() + "\n\n" + text
-    docs.write_text(current)
-    console.print(text)
+    benchmarks_md.write_text(current)
 
 
 # ---- main ----------------------------------------------------------------------------------------------------
@@ -373,6 +376,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--fresh", action="append", default=[], help="discard this method's campaigns and rows")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the JSONL")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="raw rows (JSONL); docs/ are written only for the default"
+    )
     args = parser.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods + args.fresh) - METHODS.keys())
@@ -380,12 +386,13 @@ def main() -> None:
         parser.error(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
     budget = Budget(args.rounds, args.workers, args.parallel)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    rows = [r for r in read_jsonl(RESULTS) if r["method"] not in args.fresh] if RESULTS.exists() else []
+    results: Path = args.results
+    rows = [r for r in read_jsonl(results) if r["method"] not in args.fresh]
     if args.fresh:
         for method in args.fresh:
             for folder in args.out.glob(f"{method}-s*"):
                 shutil.rmtree(folder)
-        RESULTS.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(results, "".join(json.dumps(r) + "\n" for r in rows))
     done = {
         (r["method"], r["seed"])
         for r in rows
@@ -399,11 +406,11 @@ def main() -> None:
             overall = progress.add_task("campaigns", total=len(todo))
             for method, seed in todo:
                 row = run_campaign(args.out, substrate, answers, method, seed, budget, progress)
-                append_jsonl(RESULTS, row)
+                append_jsonl(results, row)
                 rows.append(row)
                 progress.advance(overall)
                 console.print(f"{method} seed {seed}: pick {row['pick']} private gain {gain(row):+.3f}")
-    write_report([r for r in rows if r["method"] in methods], methods, args.out)
+    write_report([r for r in rows if r["method"] in methods], methods, args.out, docs=results == RESULTS)
 
 
 if __name__ == "__main__":
