@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from evotrain.evidence.render import render_evidence_markdown
 from evotrain.policy.initial import initial_policy
 from evotrain.records.evidence import SECTIONS, Evidence
-from evotrain.records.manifest import Violation
+from evotrain.records.manifest import Manifest, Violation
 from evotrain.records.policy import DeadEnd, StandingRecipe
 
 from .synthetic_campaign import BASE_RECIPE, DOMAINS, SPEC, SyntheticCampaign, change, diff_for
@@ -82,6 +83,28 @@ def test_missing_report_is_a_surprise_not_a_crash(tmp_path: Path) -> None:
     evidence = c.evidence(1, initial_policy(SPEC))
     assert any(s.kind == "missing_report" for s in evidence.surprises)
     assert "unpaired" in evidence.candidates[1].gain_method
+
+
+def test_recipe_files_come_from_the_manifests_not_the_sandboxes(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    _round_one(c)
+    for m in c.manifests:
+        shutil.rmtree(c.paths.round(1).candidate(m.candidate_id.split("/", 1)[1]).sandbox)
+    evidence = c.evidence(1, initial_policy(SPEC))
+    assert {s.candidate_id: s.recipe_files for s in evidence.candidates}["r0001/c02-optimizer"] == {"recipe.toml": LR3}
+    # A manifest written before it recorded its recipe files still reads; its candidate has none to promote.
+    old = json.loads(c.manifests[1].model_dump_json())
+    del old["recipe_files"], old["recipe_files_problem"]
+    c.manifests[1] = Manifest.model_validate(old)
+    evidence = c.evidence(1, initial_policy(SPEC))
+    assert evidence.candidates[1].gain is not None and evidence.candidates[1].recipe_files is None
+    assert not any(s.kind == "unpromotable_recipe" for s in evidence.surprises)
+    # Edits a standing recipe cannot carry are recorded at trial time and surface as a surprise.
+    problem = "the sandbox deleted editable file(s) pipeline/build.py; a standing recipe cannot delete"
+    c.manifests[1] = c.manifests[1].model_copy(update={"recipe_files_problem": problem})
+    evidence = c.evidence(1, initial_policy(SPEC))
+    assert evidence.candidates[1].recipe_files is None
+    assert [s.description for s in evidence.surprises if s.kind == "unpromotable_recipe"] == [problem]
 
 
 def test_noise_band_combines_seed_and_item_noise(tmp_path: Path) -> None:

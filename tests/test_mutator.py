@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evotrain.records.ids import mutator_seed, worker_seeds
+from evotrain.records.ids import WorkerSeeds, mutator_seed, worker_seeds
 from evotrain.records.policy import DeadEnd, StandingRecipe
 from evotrain.sandbox.diff import recipe_diff
 from evotrain.sandbox.fork import fork_sandbox
@@ -169,6 +169,14 @@ def test_every_move_blocked_returns_no_change_and_says_why(fx: Fixture) -> None:
     assert result.changes == []
     assert "blocked by the dead-end registry" in result.rationale
     assert recipe_diff(fx.snapshot, sandbox, fx.spec) == ("", [])
+
+
+def test_the_seeds_a_worker_is_handed_keep_the_values_workers_derived_before() -> None:
+    # what the mutator, the agent context and the Optuna worker derived from the campaign seed themselves, before
+    # the loop handed the seeds out (campaign seed 7, round 1; trial is the plan's seed for c02-optimizer)
+    seeds = worker_seeds(7, 1, "r0001/c02-optimizer", trial=1314592815, worker="optuna-tpe")
+    expected = WorkerSeeds(trial=1314592815, mutator=13515342177154794529, agent_trials=1070952994, sampler=1283840039)
+    assert seeds == expected
 
 
 def test_a_knob_at_its_bound_only_moves_inward(fx: Fixture) -> None:
