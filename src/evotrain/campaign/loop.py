@@ -462,7 +462,10 @@ def _recipe_for(ctx: RoundContext, plan: CandidatePlan) -> StandingRecipe:
         return ctx.policy.standing_recipe
     if _rebased_changes(ctx, plan) is not None:
         return ctx.policy.standing_recipe
-    round_name, name = plan.replicate_of.split("/", 1)
+    recorded = next((m for m in ctx.history if m.candidate_id == plan.replicate_of), None)
+    if recorded is not None and recorded.recipe_files is not None:
+        return StandingRecipe(files=dict(recorded.recipe_files), source=plan.replicate_of)
+    round_name, name = plan.replicate_of.split("/", 1)  # a manifest written before recipe files were recorded
     source = ctx.paths.round(int(round_name[1:])).candidate(name)
     if not source.sandbox.exists():
         raise IntegrityError("the candidate to replicate has no sandbox", path=source.sandbox)
