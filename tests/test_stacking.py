@@ -1,26 +1,35 @@
-"""Changes stack in the standing recipe only once tested together: a replicate whose source ran before the standing
-recipe changed re-runs the source's knob changes on top of the standing recipe in force (a real campaign on the
-synthetic substrate, the offline mutator and the rule meta agent)."""
+"""A real campaign on the synthetic substrate (offline mutator, rule meta agent, a command external target), read
+back two ways: changes stack in the standing recipe only once tested together (a replicate whose source ran before
+the standing recipe changed re-runs the source's knob changes on the standing recipe in force), and the campaign's
+verdict (`evotrain summary`) tells what it promoted and what it stopped trusting."""
 
 from __future__ import annotations
 
-from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
 
 from evotrain.campaign.store import CampaignStore
+from evotrain.campaign.verdict import campaign_verdict
+from evotrain.cli import app
 from evotrain.records.layout import CampaignPaths
 
 from .test_synthetic_benchmark import B
 
 
-def test_a_replicate_after_a_promotion_runs_its_change_on_the_new_standing_recipe(tmp_path: Path) -> None:
-    # Seed 4, no trap: round 2 promotes a schedule change and round 3 re-runs a round-1 regularization win on it.
-    result = B.run_campaign(
-        label="t", seed=4, arm="control", trap_round=3, rounds=3, workers=8, work=tmp_path, keep=True
-    )
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> CampaignPaths:
+    # Seed 5 with the trap from round 3: promotions in rounds 3 and 4, a win re-run on a newer standing recipe,
+    # and the trap domain flagged.
+    work = tmp_path_factory.mktemp("synthetic")
+    result = B.run_campaign(label="t", seed=5, arm="trap", trap_round=3, rounds=4, workers=8, work=work, keep=True)
     assert result.error is None
-    paths = CampaignPaths(tmp_path / "t-s0004-control" / "run")
-    store = CampaignStore(paths)
-    manifests = {m.candidate_id: m for m in store.manifests(up_to_round=3)}
+    return CampaignPaths(work / "t-s0005-trap" / "run")
+
+
+def test_a_replicate_after_a_promotion_runs_its_change_on_the_new_standing_recipe(campaign: CampaignPaths) -> None:
+    store = CampaignStore(campaign)
+    manifests = {m.candidate_id: m for m in store.manifests(up_to_round=4)}
     rebased = [
         m
         for m in manifests.values()
@@ -40,7 +49,20 @@ def test_a_replicate_after_a_promotion_runs_its_change_on_the_new_standing_recip
             expected = source.knob_values[knob] if knob in moved else anchor.knob_values[knob]
             assert value == expected, knob
         assert {(c.key, c.new) for c in m.changes} == {(c.key, c.new) for c in source.changes}
-    # a later promotion of a rebased replicate keeps the standing recipe's earlier changes
-    final = store.policy(4)
-    if final.standing_recipe.source in {m.replicate_of for m in rebased}:
-        assert len({c.knob for c in final.standing_recipe.changes}) >= 2
+
+
+def test_the_verdict_tells_what_was_promoted_and_what_was_no_longer_trusted(campaign: CampaignPaths) -> None:
+    store = CampaignStore(campaign)
+    verdict = campaign_verdict(store)
+    assert verdict.rounds == 4
+    assert verdict.substrate is not None and verdict.substrate.candidate_id == "r0001/c01-anchor"
+    assert verdict.pick is not None and verdict.pick.external >= (verdict.external_before or 0.0)
+    promoted = [p for r in range(2, 6) for p in store.policy(r).changelog if p.action == "promote"]
+    assert [d.reason for d in verdict.promotions] == [p.reason for p in promoted] and promoted
+    assert verdict.standing_source == store.policy(5).standing_recipe.source
+    untrusted = [d for d in verdict.trust if d.action == "untrust_domain"]
+    assert untrusted and untrusted[0].reason.startswith("logic:")  # the trap's domain
+    out = CliRunner().invoke(app, ["summary", str(campaign.root)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "before: the substrate's recipe" in out.output and "r0001/c01-anchor" in out.output
+    assert verdict.pick.candidate_id in out.output and "stopped trusting" in out.output and "logic:" in out.output

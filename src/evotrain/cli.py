@@ -29,7 +29,9 @@ from evotrain.campaign.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.campaign.init import init_campaign, open_campaign
 from evotrain.campaign.loop import Campaign
 from evotrain.campaign.status import RoundStatus, campaign_status
+from evotrain.campaign.store import CampaignStore
 from evotrain.campaign.trial_cli import trial_app
+from evotrain.campaign.verdict import Verdict, campaign_verdict
 from evotrain.errors import ConfigError, EvotrainError
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
@@ -41,6 +43,7 @@ from evotrain.records.evidence import Evidence
 from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import Manifest
 from evotrain.records.policy import Policy
+from evotrain.substrate.spec import load_spec
 from evotrain.workers.select import AGENT_KINDS, META_KINDS, AgentChoice, build_meta_agent, build_worker
 
 app = typer.Typer(
@@ -290,6 +293,51 @@ def _candidates_table(r: RoundStatus) -> Table:
     return table
 
 
+def verdict_view(verdict: Verdict, *, held_out_label: str = "held out") -> RenderableType:
+    """The campaign's story in a few lines: external before and after, promotions, what it stopped trusting."""
+    table = Table(title=f"what the campaign did ({verdict.rounds} round(s))", show_header=True, title_justify="left")
+    table.add_column("")
+    table.add_column("candidate")
+    table.add_column("external (what the loop saw)", justify="right")
+    if verdict.private:
+        table.add_column(held_out_label, justify="right")
+    before = verdict.substrate.candidate_id if verdict.substrate else "—"
+    after = verdict.pick.candidate_id if verdict.pick else "—"
+    rows = [
+        ("before: the substrate's recipe", before, verdict.external_before, verdict.private_before),
+        ("after: the final pick (best external)", after, verdict.pick.external if verdict.pick else None,
+         verdict.private_after),
+    ]  # fmt: skip
+    for label, who, public, private in rows:
+        cells = [label, who, _score(public)] + ([_score(private)] if verdict.private else [])
+        table.add_row(*cells)
+    lines: list[RenderableType] = [table]
+    if verdict.promotions:
+        lines.append("[bold]promoted[/] (the standing recipe the next round forks):")
+        lines += [f"  round {d.round}: {d.reason}" for d in verdict.promotions]
+    else:
+        lines.append("[bold]promoted[/]: nothing; the standing recipe is the substrate's")
+    if verdict.standing_changes:
+        lines.append("[bold]final standing recipe[/]: " + "; ".join(verdict.standing_changes))
+    if verdict.trust:
+        lines.append("[bold]stopped trusting[/] (the dev signal the loop no longer follows):")
+        lines += [f"  round {d.round}: {d.action}: {d.reason}" for d in verdict.trust]
+    else:
+        lines.append("[bold]stopped trusting[/]: nothing; no dev domain was flagged as decoupled from the external")
+    return Group(*lines)
+
+
+@app.command()
+def summary(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+    """What a campaign did: external before and after, what it promoted, what it stopped trusting and why."""
+    try:
+        paths, _ = open_campaign(run_dir)
+        sign = load_spec(paths.substrate).metric.sign
+        console.print(verdict_view(campaign_verdict(CampaignStore(paths), sign=sign)))
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+
+
 def _status_view(paths: CampaignPaths) -> Group:
     rounds = campaign_status(paths)
     return Group(_rounds_table(rounds), *(_candidates_table(r) for r in rounds if r.state == "running"))
@@ -304,7 +352,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="seed for the puzzles and the campaign")] = 0,
 ) -> None:
     """Build the embedded puzzles substrate and run a campaign on it, offline on CPU (re-running resumes)."""
-    from evotrain.demo import FULL, QUICK, demo_leaderboard, prepare_demo
+    from evotrain.demo import FULL, QUICK, demo_leaderboard, held_out_scores, prepare_demo
 
     plan = QUICK if quick else FULL
     root = directory / ("quick" if quick else "full")
@@ -314,8 +362,10 @@ def demo(
         console.print(f"campaign {paths.campaign}: {plan.rounds} round(s) × {plan.workers} candidates")
         with demo_leaderboard(paths):  # the external target: a leaderboard server, stopped after the run
             _run_with_progress(paths.campaign, rounds=plan.rounds, workers=plan.workers, parallel=plan.parallel)
+        verdict = campaign_verdict(CampaignStore(CampaignPaths(paths.campaign)), private=held_out_scores(paths))
     except EvotrainError as exc:
         raise _fail(exc) from None
+    console.print(verdict_view(verdict, held_out_label="held-out half of the board, never seen by the loop"))
     console.print(f"evidence and policies: {paths.campaign}/rounds/*/evidence.md, policy.md")
 
 

@@ -94,6 +94,19 @@ def prepare_demo(
     return paths
 
 
+def held_out_scores(paths: DemoPaths) -> dict[str, float]:
+    """Submission id -> the held-out (private) score the demo's board recorded, for the summary after a run. The
+    campaign never reads these; the board is not finalized, so a later run can still resume and submit."""
+    if not paths.leaderboard_db.exists():
+        return {}
+    name = load_config(paths.campaign / "campaign.toml").name
+    store = LeaderboardStore(paths.leaderboard_db)
+    try:
+        return {r.id: r.private_score for r in store.submissions(name) if r.private_score is not None}
+    finally:
+        store.close()
+
+
 @contextlib.contextmanager
 def demo_leaderboard(paths: DemoPaths, *, timeout_s: float = 60.0) -> Iterator[str | None]:
     """Serve the demo's hidden labels for the duration of the block; yields the server's URL.

@@ -48,3 +48,34 @@ def test_the_server_runs_for_the_block_and_stops_after_it(tmp_path: Path) -> Non
         raise RuntimeError("boom")
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{second}/healthz", timeout=2)
+
+
+def test_the_summary_after_a_run_shows_the_held_out_scores_of_before_and_after(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from evotrain.campaign.loop import Campaign
+    from evotrain.campaign.store import CampaignStore
+    from evotrain.campaign.verdict import campaign_verdict
+    from evotrain.cli import verdict_view
+    from evotrain.demo import held_out_scores
+    from evotrain.records.layout import CampaignPaths
+
+    paths = demo_like(tmp_path)
+    with demo_leaderboard(paths):
+        Campaign(paths.campaign).run(rounds=1, workers=3, parallel=1)
+    private = held_out_scores(paths)
+    verdict = campaign_verdict(CampaignStore(CampaignPaths(paths.campaign)), private=private)
+    assert verdict.substrate is not None and verdict.pick is not None
+    assert verdict.private_before is not None and verdict.private_after is not None
+    assert set(private) == {
+        m.external.submission_id for m in CampaignStore(CampaignPaths(paths.campaign)).manifests(up_to_round=1)
+        if m.external is not None
+    }  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(verdict_view(verdict, held_out_label="held-out"))
+    text = console.export_text()
+    assert "held-out" in text and f"{verdict.private_after:.4f}" in text and f"{verdict.private_before:.4f}" in text
+    # not finalized: the demo can resume and submit again
+    with demo_leaderboard(paths):
+        Campaign(paths.campaign).run(rounds=2, workers=3, parallel=1)
+    assert len(held_out_scores(paths)) > len(private)

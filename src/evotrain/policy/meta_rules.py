@@ -311,7 +311,9 @@ def _promote(step: _Step, c: _Contender) -> bool:
     source = step.manifest(c.source)
     run = step.manifest(c.run.candidate_id) or source
     if files is None or source is None or run is None:
-        step.log("not_promoted", f"{c.source}: its manifest records no recipe files that could become a standing recipe")
+        step.log(
+            "not_promoted", f"{c.source}: its manifest records no recipe files that could become a standing recipe"
+        )
         return False
     if not files:
         step.log("not_promoted", f"{c.source}: its sandbox does not differ from the substrate; nothing to promote")
