@@ -5,7 +5,6 @@ verdict (`evotrain summary`) tells what it promoted and what it stopped trusting
 
 from __future__ import annotations
 
-
 import pytest
 from typer.testing import CliRunner
 
