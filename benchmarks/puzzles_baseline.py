@@ -34,30 +34,31 @@ from puzzles_trial import trial
 from evotrain.puzzles.build import build_substrate
 from evotrain.puzzles.generators import FAMILIES
 
-EQ_UP = ["data.mix.equations=4.0"]
-# The proxy-trap intervention: more, and longer, training on equations of the dev-like kind, with more training
-# examples drawn (n_train), so the extra equations are distinct pool items, not repeats.
+# Every lever is ONE move the offline mutator can make from the default recipe (the substrate's "first cut"; see
+# docs/puzzles.md for what it gets wrong): a choice set to another value, a float moved by a fraction of its declared
+# range, an int knob doubled, a data-mix weight multiplied or divided by 1.5-2.5.
+LEVERS = [
+    "train.schedule=constant",
+    "train.warmup_steps=0",
+    "train.grad_clip=0.5",
+    "lora.rank=16",
+]
+# The proxy trap: the weak dev domain (equations) upweighted, one data-mix move (x2, inside the declared 0-4).
 TRAPS: dict[str, list[str]] = {
-    "proxy trap: equations x6, 4000 examples, 250 steps": [
-        "data.mix.equations=6.0",
-        "data.n_train=4000",
-        "train.steps=250",
-        "train.checkpoint_every=125",
-    ],
+    "proxy trap: equations 2 -> 4 (data mix)": ["data.mix.equations=4.0"],
 }
 KNOBS: dict[str, list[str]] = {
-    "lr 0.001 (optimization)": ["train.lr=0.001"],
-    "lr 0.01 (optimization)": ["train.lr=0.01"],
-    "full fine-tuning (capacity)": ["train.method=full", "train.lr=0.001"],
-    "LoRA rank 4 (capacity)": ["lora.rank=4", "lora.alpha=8.0"],
-    "trace answers (format)": ["data.format=trace"],
-    "drop/shuffle examples (data)": ["data.shuffle_examples=true", "data.drop_example_prob=0.5"],
-    "equations x4 (data mix)": EQ_UP,
-    # The paper's follow-up probe: downweight the domain the proxy flatters; dev falls on it, external should not.
-    "equations x0.25 (data mix)": ["data.mix.equations=0.25"],
-    "steps 75 (schedule)": ["train.steps=75", "train.checkpoint_every=25"],
+    "schedule constant (optimization)": ["train.schedule=constant"],
+    "warmup 0 (optimization)": ["train.warmup_steps=0"],
+    "grad_clip 0.5 (optimization)": ["train.grad_clip=0.5"],
+    "LoRA rank 16 (capacity)": ["lora.rank=16"],
+    # The move that transfers once dev is distrusted: the over-represented equations brought back to the others.
+    "equations 2 -> 1 (data mix)": ["data.mix.equations=1.0"],
+    "the four levers together": LEVERS,
+    "the four levers + equations 2 -> 1": [*LEVERS, "data.mix.equations=1.0"],
+    "the four levers + equations 2 -> 4": [*LEVERS, "data.mix.equations=4.0"],
 }
-PROBES = ("equations x0.25 (data mix)",)  # knobs also shown per domain, like the trap
+PROBES = ("equations 2 -> 1 (data mix)", "the four levers + equations 2 -> 4")  # also shown per domain
 
 
 def _scores(r: dict[str, Any], split: str) -> dict[str, float]:
@@ -190,7 +191,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--knob-seeds", type=int, default=2)
-    parser.add_argument("--trap-seeds", type=int, default=5)  # seeds 100, 101, ...
+    parser.add_argument("--trap-seeds", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--knobs", default=",".join(KNOBS))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -203,9 +204,10 @@ def main() -> None:
     log = args.out / f"puzzles_runs-{built.fingerprint[:12]}.jsonl"
 
     jobs = [("base", s, []) for s in range(args.seeds)]
-    jobs += [(name, 100 + s, overrides) for name, overrides in TRAPS.items() for s in range(args.trap_seeds)]
+    # Every arm runs on the base recipe's seeds (0, 1, ...), so an effect is a paired difference per seed.
+    jobs += [(name, s, overrides) for name, overrides in TRAPS.items() for s in range(args.trap_seeds)]
     chosen = [k for k in args.knobs.split(",") if k]
-    jobs += [(k, 100 + s, KNOBS[k]) for k in chosen for s in range(args.knob_seeds)]
+    jobs += [(k, s, KNOBS[k]) for k in chosen for s in range(args.knob_seeds)]
     load_before = os.getloadavg()
     done = run_all(built.path, built.answers_path, jobs, args.parallel, tmp, log)
     base = [r for n, r in done if n == "base"]

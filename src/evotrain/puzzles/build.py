@@ -120,7 +120,7 @@ aggregate = "items"
 
 [search.axes.optimizer]
 category = "optimization"
-description = "learning rate, its schedule and warmup"
+description = "learning rate, its schedule and warmup, gradient clipping"
 
 [search.axes.optimizer.knobs.lr]
 file = "recipe.toml"
@@ -142,6 +142,13 @@ key = "train.warmup_steps"
 type = "int"
 low = 0
 high = 40
+
+[search.axes.optimizer.knobs.grad_clip]
+file = "recipe.toml"
+key = "train.grad_clip"
+type = "float"
+low = 0.0
+high = 2.0
 
 [search.axes.capacity]
 category = "capacity"
@@ -226,7 +233,7 @@ high = 250
 file = "recipe.toml"
 key = "train.batch_size"
 type = "choice"
-choices = [8, 16, 24]
+choices = [4, 8, 16]
 
 [search.axes.schedule.knobs.checkpoint_every]
 file = "recipe.toml"

@@ -124,7 +124,8 @@ def main() -> None:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         loss, seen = train_step(model, [examples[(first + i) % len(examples)] for i in range(cfg["batch_size"])])
-        torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
+        if cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg["grad_clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss)
