@@ -7,8 +7,8 @@ bubblewrap too, where the host's /tmp is hidden) so a test can check how the wor
 modes: edit (lower train.lr, run `evotrain trial train` + `evaluate`, finish), frozen (replace eval/evaluate.py by
 a new file), escape (try to write the frozen file in place, the snapshot and the campaign, and the editable recipe,
 agent-work and /tmp; the final message is a JSON object: attempt → "ok" or the errno name), forever (start a
-grandchild `sleep`, write its pid to `standin-child.pid`, then emit turns with usage until killed), silent (the same,
-sleeping without output).
+grandchild `sleep $STANDIN_SLEEP`, the marker a test finds it by, write its pid to `standin-child.pid`, then emit
+turns with usage until killed), silent (the same, sleeping without output).
 """
 
 from __future__ import annotations
@@ -35,7 +35,12 @@ def candidate_dir() -> Path:
 
 
 def record() -> None:
-    data = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": sorted(os.environ)}
+    data: dict[str, object] = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": sorted(os.environ)}
+    login = Path(os.environ.get("CODEX_HOME", "/nonexistent")) / "auth.json"
+    if login.exists():  # a ChatGPT login copied in: note it, and refresh it as Codex does when its token expires
+        data["saw_login"] = login.read_text()
+        if os.environ.get("STANDIN_REFRESH_LOGIN"):
+            login.write_text(os.environ["STANDIN_REFRESH_LOGIN"])
     (candidate_dir() / "standin-call.json").write_text(json.dumps(data))
 
 
@@ -158,7 +163,7 @@ def main_codex() -> None:
 
 
 def forever() -> None:
-    child = subprocess.Popen(["sleep", "300"])
+    child = subprocess.Popen(["sleep", os.environ.get("STANDIN_SLEEP", "300")])
     (candidate_dir() / "standin-child.pid").write_text(str(child.pid))
     if MODE == "silent":
         time.sleep(300)
@@ -171,5 +176,8 @@ def forever() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--version"]:  # the worker checks it at start: answer as the tested versions do
+        print("2.1.328 (Claude Code)" if CLI == "claude" else "codex-cli 0.169.0")
+        raise SystemExit(0)
     record()
     main_claude() if CLI == "claude" else main_codex()

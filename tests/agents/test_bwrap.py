@@ -39,6 +39,7 @@ def escaping_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("STANDIN_MODE", "escape")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     return make_tiny_campaign(tmp_path)
 
 

@@ -6,7 +6,9 @@
   folder (sandbox and agent-work) read-write, every non-editable file of the sandbox (hardlinks to the snapshot)
   and the campaign's substrate snapshot read-only again on top: an agent cannot write the snapshot even as root.
   Without bwrap, the harness's violation check (before the trial) is what refuses such edits.
-- The agent runs in its own session (process group); a budget stop kills the whole group, grandchildren included.
+- The agent runs in its own session (process group); a budget stop kills its whole process tree: the group and
+  every descendant, also those in sessions of their own (Claude Code starts each shell command with setsid).
+  Under bubblewrap the agent also gets its own PID namespace, which the kernel empties when bwrap dies.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evotrain.environment import scrub_env
-from evotrain.executors.local import group_members
+from evotrain.executors.local import group_members, process_start_ticks
 from evotrain.fileio import iter_tree
 from evotrain.substrate.spec import SubstrateSpec
 from evotrain.workers.context import CONTEXT_ENV, AgentContext
@@ -80,7 +82,7 @@ def bwrap_prefix(context: AgentContext, spec: SubstrateSpec, executable: str) ->
     if bwrap is None:
         return []
     package_root = Path(__file__).resolve().parents[2]  # site-packages, or src/ of an editable install
-    visible = [Path(sys.prefix), Path(sys.base_prefix), package_root, Path(executable).resolve().parent]
+    visible = [Path(sys.prefix), Path(sys.base_prefix), package_root, install_root(executable)]
     visible.append(context.campaign_root)
     argv = [
         bwrap,
@@ -98,9 +100,20 @@ def bwrap_prefix(context: AgentContext, spec: SubstrateSpec, executable: str) ->
     return [
         *argv,
         "--ro-bind", str(context.substrate), str(context.substrate),
+        "--unshare-pid",  # its own PID namespace: when bwrap dies, the kernel kills every process left in it
         "--die-with-parent",
         "--chdir", str(context.sandbox),
     ]  # fmt: skip
+
+
+def install_root(executable: str) -> Path:
+    """The folder an agent CLI runs from: an npm install's prefix (above `node_modules`, where `.bin/codex` is a
+    link to a Node script that starts a native binary of another package), else the executable's folder."""
+    path = Path(executable).resolve()
+    for parent in path.parents:
+        if parent.name == "node_modules":
+            return parent.parent
+    return path.parent
 
 
 @dataclass
@@ -110,13 +123,70 @@ class ProcessOutcome:
     stderr_tail: str
 
 
+Proc = tuple[int, int]  # (pid, start time in clock ticks): a pid the kernel may reuse, told apart by its start
+
+
+def _proc_table() -> dict[int, tuple[str, int, int]]:
+    """pid → (state, ppid, start ticks) of every process (/proc/<pid>/stat)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (fields[0], int(fields[1]), int(fields[19]))
+    return table
+
+
+def tree_members(roots: Iterable[int]) -> set[Proc]:
+    """The live processes descending from `roots` (roots included), whatever their process group or session."""
+    table = _proc_table()
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found: set[int] = set()
+    stack = [pid for pid in roots if pid in table]
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found.add(pid)
+            stack.extend(children.get(pid, []))
+    return {(pid, table[pid][2]) for pid in found if table[pid][0] != "Z"}
+
+
+def _signal(procs: Iterable[Proc], sig: int) -> None:
+    table = _proc_table()
+    for pid, start in procs:
+        if pid in table and table[pid][2] == start:  # still that process, not a reused pid
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
 def kill_tree(pgid: int, grace_s: float = TERM_GRACE_S) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `grace_s`."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
+    """Stop an agent's whole process tree: its process group and every descendant, also one that made a session
+    of its own (Claude Code runs each shell command with setsid, so a group kill left them running).
+
+    The tree is frozen first (SIGSTOP, walking it again until nothing new appears), so that nothing forks or is
+    orphaned away from it while it is collected; then SIGTERM (and SIGCONT, to let it act on it), then SIGKILL for
+    whatever is left after `grace_s`.
+    """
+    tracked: set[Proc] = set()
+    for _ in range(20):
+        group = {(pid, t) for pid in group_members(pgid) if (t := process_start_ticks(pid)) is not None}
+        new = (tree_members([pgid, *(pid for pid, _ in tracked)]) | group) - tracked
+        if not new:
+            break
+        _signal(new, signal.SIGSTOP)
+        tracked |= new
+    _signal(tracked, signal.SIGTERM)
+    _signal(tracked, signal.SIGCONT)
     deadline = time.monotonic() + grace_s
-    while group_members(pgid) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and tree_members(pid for pid, _ in tracked):
         time.sleep(0.05)
+    _signal(tracked | tree_members(pid for pid, _ in tracked), signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 

@@ -30,7 +30,7 @@ class AgentChoice(BaseModel):
     agent: AgentKind = "mutator"
     meta: MetaKind = "rules"
     model: str | None = None  # the worker's model (openai: required unless EVOTRAIN_AGENT_MODEL is set)
-    base_url: str | None = None  # OpenAI-compatible endpoint, for the openai worker and the llm meta agent
+    base_url: str | None = None  # the agent's endpoint (openai, codex: a /v1 root; claude-code: ANTHROPIC_BASE_URL)
     meta_model: str | None = None
     price: ModelPrice = ModelPrice()
     budget: AgentBudget = AgentBudget()
@@ -46,7 +46,7 @@ def build_worker(choice: AgentChoice) -> Worker:
     if choice.agent == "openai":
         config = OpenAIConfig(base_url=choice.base_url, model=choice.model, price=choice.price)
         return OpenAIWorker(config, budget=choice.budget, ledger=ledger)
-    cli_config = CLIAgentConfig(model=choice.model, price=choice.price)
+    cli_config = CLIAgentConfig(model=choice.model, base_url=choice.base_url, price=choice.price)
     if choice.agent == "claude-code":
         return ClaudeCodeWorker(cli_config, budget=choice.budget, ledger=ledger)
     return CodexWorker(cli_config, budget=choice.budget, ledger=ledger)
