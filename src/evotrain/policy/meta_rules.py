@@ -239,6 +239,19 @@ def promote_or_replicate(step: _Step) -> None:
         if refusals:
             step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
+        concentrated = _concentrated(step, c.run)
+        if concentrated is not None and not _externally_confirmed(step, c.run):
+            domain, share = concentrated
+            again.append(
+                (
+                    c,
+                    f"{share:.0%} of its gain {c.gain:+.4f} comes from {domain}: a gain concentrated in one domain is "
+                    "promoted only once the external target confirms it (its external gain "
+                    f"{_fmt(c.run.external_gain)} is not above the external threshold "
+                    f"{_fmt(step.evidence.calibration.external_threshold)}); one more seed, one more probe",
+                )
+            )
+            continue
         if promoted is None:
             if _promote(step, c):
                 promoted = c
@@ -258,6 +271,35 @@ def promote_or_replicate(step: _Step) -> None:
             )
         )
     _queue_replicates(step, again)
+
+
+CONCENTRATED_SHARE = 0.6  # a gain is "concentrated" when one domain contributes at least this share of it
+
+
+def _fmt(value: float | None) -> str:
+    return "none" if value is None else f"{value:+.4f}"
+
+
+def _concentrated(step: _Step, s: CandidateSummary) -> tuple[str, float] | None:
+    """(domain, share) when one dev domain contributes most of a candidate's objective gain, else None.
+
+    A change that helps the model (a learning rate, a schedule) lifts every domain; one whose gain sits in a single
+    domain is what a proxy that stopped predicting the external target looks like (the paper's round 3), and also
+    what a real data-mix gain looks like: only the external target tells them apart, so such a gain waits for it.
+    """
+    if len(s.domain_gains) < 2:
+        return None
+    weights = stats.domain_weights(list(s.domain_gains), step.nxt.objective.domain_weights)
+    total_weight = sum(weights.values())
+    if total_weight <= 0:
+        return None
+    parts = {d: weights[d] * g / total_weight for d, g in s.domain_gains.items()}
+    total = sum(parts.values())
+    if total <= 0:
+        return None
+    domain = max(parts, key=lambda d: parts[d])
+    share = parts[domain] / total
+    return (domain, share) if share >= CONCENTRATED_SHARE else None
 
 
 def _worth_another_run(step: _Step, c: _Contender, threshold: float) -> str | None:
