@@ -367,7 +367,7 @@ def test_turn_budget_stops_real_claude_code_with_a_background_command(
     marker = new_marker()
     script: list[Step] = [
         _step({"tools": [_bash(f"sleep {marker}", run_in_background=True)]}, 0),
-        {**_step({"tools": [_bash("ls")]}, 1), "repeat": True},  # a model that never finishes
+        {**_step({"tools": [_bash("ls")]}, 1), "repeat": True, "delay_s": 0.3},  # never finishes; let the watcher look
     ]
     with ScriptedModel(script, model="claude-sonnet-4-5") as server:
         worker = _claude(clis, server, AgentBudget(max_turns=3, max_wall_s=120), containment=containment)
@@ -394,7 +394,7 @@ def test_usd_budget_stops_real_claude_code_by_its_own_price(tmp_path: Path, clis
     big = {"input_tokens": 100_000, "output_tokens": 1000}  # $0.315 a call at Sonnet 4.5's list price
     script: list[Step] = [
         {"reply": {"tools": [_bash(f"sleep {marker}", run_in_background=True)], "usage": big}},
-        {"reply": {"tools": [_bash("ls")], "usage": big}, "repeat": True},
+        {"reply": {"tools": [_bash("ls")], "usage": big}, "repeat": True, "delay_s": 0.5},
     ]
     with ScriptedModel(script, model="claude-sonnet-4-5") as server:
         budget = AgentBudget(max_turns=10, max_wall_s=120, max_tokens=None, max_usd=0.5)
@@ -412,7 +412,7 @@ def test_turn_budget_stops_real_codex_with_a_running_command(tmp_path: Path, cli
     marker = new_marker()
     script: list[Step] = [
         _step({"tools": [_exec(f"sleep {marker}", yield_time_ms=500)]}, 0),  # still running when it yields
-        {**_step({"tools": [_exec("ls")]}, 1), "repeat": True},
+        {**_step({"tools": [_exec("ls")]}, 1), "repeat": True, "delay_s": 0.3},
     ]
     with ScriptedModel(script, model="gpt-5.5") as server:
         m = _budget_round(tmp_path, _codex(clis, server, AgentBudget(max_turns=3, max_wall_s=120)), server, marker)
