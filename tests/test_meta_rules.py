@@ -34,6 +34,7 @@ def step(c: SyntheticCampaign, policy: Policy) -> Policy:
 
 def _round_one(c: SyntheticCampaign) -> None:
     c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70)
+    c.run(1, "c09-anchor", role="anchor", skill=0.6, seed=1)  # a second anchor: the seed noise is measured
     c.run(
         1,
         "c02-optimizer",
@@ -139,6 +140,7 @@ def test_a_mean_below_the_threshold_over_root_n_is_not_promoted(tmp_path: Path) 
 def test_the_other_winners_of_a_promoting_round_are_rerun_on_the_new_standing_recipe(tmp_path: Path) -> None:
     c = SyntheticCampaign(tmp_path)
     c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(1, "c09-anchor", role="anchor", skill=0.6, seed=1)
     c.run(
         1, "c02-optimizer", axis="optimizer", skill=0.75, recipe=LR3, changes=[change("optimizer", "lr", 0.001, 0.003)]
     )
@@ -155,6 +157,7 @@ def test_a_gain_concentrated_in_one_domain_waits_for_the_external_target(tmp_pat
     for external, promoted in ((0.705, False), (0.76, True)):
         c = SyntheticCampaign(tmp_path / str(promoted))
         c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=400)
+        c.run(1, "c09-anchor", role="anchor", skill=0.6, seed=1)
         skills = {"cipher": 0.6, "equations": 0.8, "numeral": 0.6}
         c.run(1, "c02-data_mix", axis="data_mix", skill=skills, external=external, recipe=LR3)
         nxt = step(c, initial_policy(SPEC))
@@ -169,10 +172,37 @@ def test_a_gain_concentrated_in_one_domain_waits_for_the_external_target(tmp_pat
 def test_a_gain_spread_over_domains_needs_no_external_confirmation(tmp_path: Path) -> None:
     c = SyntheticCampaign(tmp_path)
     c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(1, "c09-anchor", role="anchor", skill=0.6, seed=1)
     c.run(
         1, "c02-optimizer", axis="optimizer", skill=0.7, recipe=LR3, changes=[change("optimizer", "lr", 0.001, 0.003)]
     )
     assert step(c, initial_policy(SPEC)).standing_recipe.source == "r0001/c02-optimizer"
+
+
+def test_one_run_is_not_promoted_before_the_seed_noise_is_measured(tmp_path: Path) -> None:
+    # one anchor and no replicate: the threshold is item noise only, so a single run is re-run, not promoted
+    c = SyntheticCampaign(tmp_path)
+    c.run(1, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        1, "c02-optimizer", axis="optimizer", skill=0.7, recipe=LR3, changes=[change("optimizer", "lr", 0.001, 0.003)]
+    )
+    nxt = step(c, initial_policy(SPEC))
+    assert nxt.noise.seed_sd is None and nxt.standing_recipe.source is None
+    assert nxt.replicate == ["r0001/c02-optimizer"]
+    assert any(p.action == "replicate" and "holds no seed noise yet" in p.reason for p in nxt.changelog)
+    # the replicate confirms it and measures the seed noise: promoted on the mean of its two runs
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        2,
+        "c02-replicate-optimizer",
+        role="replicate",
+        axis="optimizer",
+        replicate_of="r0001/c02-optimizer",
+        skill=0.69,
+        recipe=LR3,
+    )
+    third = step(c, nxt)
+    assert third.noise.seed_sd is not None and third.standing_recipe.source == "r0001/c02-optimizer"
 
 
 def test_dead_ends_are_appended_with_round_tags_and_never_removed(tmp_path: Path) -> None:

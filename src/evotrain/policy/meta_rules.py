@@ -236,6 +236,15 @@ def promote_or_replicate(step: _Step) -> None:
                 )
             )
             continue
+        if c.runs == 1 and step.evidence.calibration.seed_sd is None:
+            again.append(
+                (
+                    c,
+                    f"gain {c.gain:+.4f} clears the threshold {threshold:.4f}, but that threshold holds no seed noise "
+                    "yet (one anchor run, no replicate: item noise only), so one run cannot clear it; one more seed",
+                )
+            )
+            continue
         if refusals:
             step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
