@@ -15,6 +15,8 @@ from evotrain.records.layout import CampaignPaths
 
 from .test_synthetic_benchmark import B
 
+pytestmark = pytest.mark.slow  # a real 4-round campaign (about 20 s idle)
+
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> CampaignPaths:

@@ -50,6 +50,7 @@ def test_the_server_runs_for_the_block_and_stops_after_it(tmp_path: Path) -> Non
         httpx.get(f"{second}/healthz", timeout=2)
 
 
+@pytest.mark.slow
 def test_the_summary_after_a_run_shows_the_held_out_scores_of_before_and_after(tmp_path: Path) -> None:
     from rich.console import Console
 
