@@ -63,6 +63,7 @@ CLEAR = 0.02  # a "clearly positive" true external effect (about one external sd
 SCHEMA = 1
 
 Arm = Literal["trap", "control"]
+Method = Literal["evotrain", "optuna-tpe", "random"]
 
 
 def load_world() -> ModuleType:
@@ -128,6 +129,9 @@ class CampaignResult(BaseModel):
     actions: dict[int, dict[str, int]] = {}  # policy round -> changelog action counts
     final_true_external_gain: float | None = None  # final standing recipe minus the substrate's, true external
     final_true_dev_gain: float | None = None
+    method: Method = "evotrain"  # evotrain (mutator + rules), or a search baseline (its worker + meta none)
+    final_pick: str | None = None  # the best external score returned during the campaign (`final_pick`)
+    final_pick_true_external_gain: float | None = None  # its recipe minus the substrate's, true external
 
 
 # ---- reading a campaign against the truth ---------------------------------------------------------------------
@@ -227,6 +231,12 @@ def read_campaign(run: Path, *, w: Any, rounds: int) -> dict[str, Any]:
         )
     final = policies.get(rounds + 1)
     out: dict[str, Any] = dict(candidates=candidates, promotions=promotions)
+    from evotrain.campaign.final_pick import final_pick
+
+    pick = final_pick(manifests)
+    if pick is not None:
+        picked = true_delta(sandbox_recipe(pick.candidate_id), recipe_values(base_text), round_no=rounds, w=w)
+        out.update(final_pick=pick.candidate_id, final_pick_true_external_gain=picked["external"])
     out.update(decoupled=decoupled, untrusted=untrusted, actions=actions)
     if final is not None:
         delta = true_delta(
@@ -258,7 +268,16 @@ def evotrain_version() -> tuple[str, bool, str]:
 
 
 def run_campaign(
-    *, label: str, seed: int, arm: Arm, trap_round: int, rounds: int, workers: int, work: Path, keep: bool
+    *,
+    label: str,
+    seed: int,
+    arm: Arm,
+    trap_round: int,
+    rounds: int,
+    workers: int,
+    work: Path,
+    keep: bool,
+    method: Method = "evotrain",
 ) -> CampaignResult:
     """Init (or resume) and run one campaign under `work`, read it back against the truth."""
     from evotrain.campaign.init import init_campaign
@@ -280,6 +299,7 @@ def run_campaign(
         evotrain_commit=commit,
         evotrain_dirty=dirty,
         evotrain_source=source,
+        method=method,
     )
     try:
         if not run.exists():
@@ -291,7 +311,16 @@ def run_campaign(
             world_file = run.resolve() / "substrate" / "world.json"
             command = f"{sys.executable} -S {SCORER} --world {world_file} --predictions {{predictions}}"
             init_campaign(run, substrate, external=CommandTargetConfig(command=command), seed=seed)
-        Campaign(run).run(rounds=rounds, workers=workers, parallel=1)
+        if method == "evotrain":
+            Campaign(run).run(rounds=rounds, workers=workers, parallel=1)
+        else:
+            from evotrain.policy.meta_none import KeepPolicyMetaAgent
+            from evotrain.workers.optuna_worker import OptunaWorker
+
+            sampler: Literal["tpe", "random"] = "tpe" if method == "optuna-tpe" else "random"
+            Campaign(run, worker=OptunaWorker(sampler), meta_agent=KeepPolicyMetaAgent()).run(
+                rounds=rounds, workers=workers, parallel=1
+            )
         fields = read_campaign(run, w=w, rounds=rounds)
         result = CampaignResult(**base, wall_s=time.monotonic() - started, **fields)
     except Exception as exc:  # a campaign that fails is a result too (recorded, not retried)
@@ -444,6 +473,7 @@ class ArmSummary(BaseModel):
     miss_rate_clear: Rate  # clearly positive (≥ CLEAR)
     final_external_gain: MeanInterval
     final_dev_gain: MeanInterval
+    final_pick_external_gain: MeanInterval | None = None
     any_flag: Rate  # campaigns with any domain flagged decoupled, any round
     flagged_on_time: Rate | None = None  # trap arm only
     untrusted_on_time: Rate | None = None  # trap arm only
@@ -484,6 +514,7 @@ def summarize_arm(results: Sequence[CampaignResult], arm: Arm) -> ArmSummary:
             [r.final_true_external_gain for r in runs if r.final_true_external_gain is not None]
         ),
         final_dev_gain=mean_interval([r.final_true_dev_gain for r in runs if r.final_true_dev_gain is not None]),
+        final_pick_external_gain=mean_interval([g for r in runs if (g := pick_gain(r)) is not None]),
         any_flag=wilson(sum(any_flag(r) for r in runs), len(runs)),
         wall_s_median=walls[len(walls) // 2] if walls else None,
     )
@@ -553,6 +584,11 @@ def markdown(results: Sequence[CampaignResult], summaries: dict[Arm, ArmSummary]
             cell(control, "final_external_gain"),
         ),
         ("true dev gain of the final standing recipe", cell(trap, "final_dev_gain"), cell(control, "final_dev_gain")),
+        (
+            "true external gain of the final pick (best external score returned)",
+            cell(trap, "final_pick_external_gain"),
+            cell(control, "final_pick_external_gain"),
+        ),
         ("trap flagged within one round of onset", cell(trap, "flagged_on_time"), "—"),
         ("… and its domain untrusted by the next policy", cell(trap, "untrusted_on_time"), "—"),
         ("any domain flagged decoupled (control: false flag)", cell(trap, "any_flag"), cell(control, "any_flag")),
@@ -598,6 +634,50 @@ def jobs_to_run(done: Iterable[CampaignResult], seeds: Iterable[int], arms: Sequ
     return [(s, a) for s in seeds for a in arms if (s, a) not in finished]
 
 
+def pick_gain(r: CampaignResult) -> float | None:
+    """The final pick's true external gain over the substrate's recipe. Results written before the field existed
+    derive it from their records: the submitted candidate with the best external score (the earliest on a tie,
+    in candidate order), its true effect over its round's anchor plus the anchor's own, which is the sum of the
+    promotions made before that round."""
+    if r.final_pick_true_external_gain is not None:
+        return r.final_pick_true_external_gain
+    submitted = [c for c in r.candidates if c.external is not None]
+    if not submitted:
+        return None
+    best = max(c.external for c in submitted if c.external is not None)
+    pick = next(c for c in submitted if c.external == best)
+    return pick.true_external + sum(p.true_external for p in r.promotions if p.round < pick.round)
+
+
+def compare(files: Sequence[Path]) -> str:
+    """Methods against the first file's, per arm, paired by campaign seed: the mean true external gain of the final
+    pick, the mean paired difference with a bootstrap 95 % interval over seeds, and the ratio of the means."""
+    runs = {f: {(r.seed, r.arm): r for r in load_results(f) if r.error is None} for f in files}
+    first = files[0]
+    rows = [
+        "| method (results file) | arm | seeds | mean | paired diff vs first, mean [95 % bootstrap] | ratio of means |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in files:
+        for arm in ("trap", "control"):
+            keys = sorted(k for k in runs[f] if k[1] == arm and k in runs[first])
+            if not keys:
+                continue
+            ours = [pick_gain(runs[f][k]) for k in keys]
+            base = [pick_gain(runs[first][k]) for k in keys]
+            pairs = [(a, b) for a, b in zip(ours, base, strict=True) if a is not None and b is not None]
+            if not pairs:
+                continue
+            mean = sum(a for a, _ in pairs) / len(pairs)
+            base_mean = sum(b for _, b in pairs) / len(pairs)
+            diff = mean_interval([a - b for a, b in pairs])
+            ratio = f"{base_mean / mean:.2f}× (first / this)" if mean > 0 and f != first else "—"
+            label = runs[f][keys[0]].method + f" (`{f.name}`)"
+            diff_text = "—" if f == first else f"{diff.mean:+.4f} [{diff.low:+.4f}, {diff.high:+.4f}]"
+            rows.append(f"| {label} | {arm} | {len(pairs)} | {mean:+.4f} | {diff_text} | {ratio} |")
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import (
@@ -618,12 +698,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=8, help="candidates per round, the anchor included")
     parser.add_argument("--trap-round", type=int, default=3)
     parser.add_argument("--label", default="current", help="names the results file and the campaign folders")
+    parser.add_argument(
+        "--method",
+        default="evotrain",
+        choices=("evotrain", "optuna-tpe", "random"),
+        help="evotrain (mutator workers, rule meta agent) or a search baseline (its worker, meta agent `none`)",
+    )
     parser.add_argument("--results", type=Path, help="default: benchmarks/loop_decisions_<label>.jsonl")
     parser.add_argument("--work", type=Path, help="where campaigns run (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep each campaign folder after reading it")
     parser.add_argument("--summary-only", action="store_true", help="only recompute the table from the results")
     parser.add_argument("--markdown", type=Path, help="also write the table (Markdown) here")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        nargs="+",
+        help="results files: compare their final picks' true external gain with the first's, paired by seed",
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare))
+        return 0
     arms: list[Arm] = []
     for a in args.arms.split(","):
         if a not in ("trap", "control"):
@@ -649,6 +744,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             work=work,
             keep=args.keep,
+            method=args.method,
         )
         columns = (
             TextColumn("[bold]{task.description}"),
