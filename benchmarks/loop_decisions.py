@@ -63,7 +63,7 @@ CLEAR = 0.02  # a "clearly positive" true external effect (about one external sd
 SCHEMA = 1
 
 Arm = Literal["trap", "control"]
-Method = Literal["evotrain", "optuna-tpe", "random"]
+Method = Literal["evotrain", "optuna-tpe", "random", "tpe-rules"]
 
 
 def load_world() -> ModuleType:
@@ -313,6 +313,10 @@ def run_campaign(
             init_campaign(run, substrate, external=CommandTargetConfig(command=command), seed=seed)
         if method == "evotrain":
             Campaign(run).run(rounds=rounds, workers=workers, parallel=1)
+        elif method == "tpe-rules":  # Optuna TPE proposing, evotrain's rule meta agent deciding
+            from evotrain.workers.optuna_worker import OptunaWorker
+
+            Campaign(run, worker=OptunaWorker("tpe")).run(rounds=rounds, workers=workers, parallel=1)
         else:
             from evotrain.policy.meta_none import KeepPolicyMetaAgent
             from evotrain.workers.optuna_worker import OptunaWorker
@@ -701,8 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--method",
         default="evotrain",
-        choices=("evotrain", "optuna-tpe", "random"),
-        help="evotrain (mutator workers, rule meta agent) or a search baseline (its worker, meta agent `none`)",
+        choices=("evotrain", "optuna-tpe", "random", "tpe-rules"),
+        help="evotrain (mutator workers, rule meta agent), a search baseline (its worker, meta agent `none`), or "
+        "tpe-rules (Optuna TPE workers under the rule meta agent)",
     )
     parser.add_argument("--results", type=Path, help="default: benchmarks/loop_decisions_<label>.jsonl")
     parser.add_argument("--work", type=Path, help="where campaigns run (default: a temporary folder)")
