@@ -4,6 +4,8 @@ See docs/synthetic.md for the substrate and docs/benchmarks.md for results.
 
     nice -n 10 .venv/bin/python benchmarks/loop_decisions.py [--seeds 100] [--jobs 2] [--label NAME]
         [--rounds 4] [--workers 8] [--trap-round 3] [--arms trap,control] [--keep DIR] [--summary-only]
+        [--method evotrain|optuna-tpe|random|tpe-rules]
+    .venv/bin/python benchmarks/loop_decisions.py --compare RESULTS.jsonl OTHER.jsonl ...
 
 For each campaign seed s (0 … seeds−1) and each arm (`trap`: the proxy trap on from round --trap-round;
 `control`: no trap; both arms of one seed share the world, the seeds and the mutator's draws, so they are paired),
@@ -24,7 +26,11 @@ What is measured (EPS = 0.005, half a point of accuracy; "true" = the world's no
 - trap flagged within one round of onset (trap arm): the trap domain is in the evidence's
   calibration.decoupled_domains of round R or R+1 (so the policy of round R+1 or R+2 marks it untrusted);
 - false flag (control arm): any dev domain flagged decoupled in any round;
-- the true external gain of the final standing recipe over the substrate's recipe.
+- the true external gain of the final standing recipe over the substrate's recipe;
+- the true external gain of the final pick (the submitted trial with the best external score returned, what a
+  user hands in), the measure `--compare` pairs by seed across methods: evotrain (mutator workers, rule meta agent),
+  the search baselines (the Optuna worker over the whole declared space, meta agent `none`) and `tpe-rules` (Optuna
+  TPE workers under the rule meta agent).
 Campaign-level rates get Wilson 95 % intervals; pooled ratios (precision, miss rate) the wider of Wilson on the
 pooled counts and a bootstrap over campaigns; means a bootstrap over campaigns.
 """
