@@ -335,9 +335,15 @@ def _worth_another_run(step: _Step, c: _Contender, threshold: float) -> str | No
 def _queue_replicates(step: _Step, again: list[tuple[_Contender, str]]) -> None:
     queued = 0
     for c, why in again:
+        if c.source in step.nxt.replicate:
+            continue
+        if c.runs >= MAX_RUNS:
+            step.log("not_promoted", f"{c.source}: {why.rsplit('; ', 1)[0]}; it has run {c.runs} times, the most a "
+                     "recipe gets, so it is dropped")  # fmt: skip
+            continue
         if queued >= REPLICATE_LIMIT:
-            break
-        if c.source in step.nxt.replicate or c.runs >= MAX_RUNS:
+            step.log("not_replicated", f"{c.source}: {why.rsplit('; ', 1)[0]}; the round's {REPLICATE_LIMIT} re-runs "
+                     "went to stronger contenders")  # fmt: skip
             continue
         step.nxt.replicate.append(c.source)
         step.log("replicate", f"{c.source}: {why}")
