@@ -32,6 +32,12 @@ def step(c: SyntheticCampaign, policy: Policy) -> Policy:
     return proposed
 
 
+def replicate_in_round_2(c: SyntheticCampaign, source: str, *, skill: float, recipe: str) -> None:
+    """Round 2's replicate of a round-1 candidate (`r0001/c02-<axis>`), as the planner names it."""
+    axis = source.rsplit("-", 1)[1]
+    c.run(2, f"c02-replicate-{axis}", role="replicate", axis=axis, replicate_of=source, skill=skill, recipe=recipe)
+
+
 def _round_one(c: SyntheticCampaign) -> None:
     c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70)
     c.run(1, "c09-anchor", role="anchor", skill=0.6, seed=1)  # a second anchor: the seed noise is measured
@@ -75,15 +81,7 @@ def test_near_threshold_win_is_replicated_before_promotion(tmp_path: Path) -> No
     assert nxt.standing_recipe.source is None
     # the replicate confirms it: the mean of the two gains clears the threshold
     c.run(2, "c01-anchor", role="anchor", skill=0.6)
-    c.run(
-        2,
-        "c02-replicate-schedule",
-        role="replicate",
-        axis="schedule",
-        replicate_of="r0001/c02-schedule",
-        skill=0.66,
-        recipe=WARM20,
-    )
+    replicate_in_round_2(c, "r0001/c02-schedule", skill=0.66, recipe=WARM20)
     third = step(c, nxt)
     assert third.standing_recipe.source == "r0001/c02-schedule"
     assert third.standing_recipe.files == {"recipe.toml": WARM20}
@@ -102,15 +100,7 @@ def test_a_replicated_recipe_is_judged_by_its_mean_against_the_threshold_over_ro
     assert nxt.replicate == ["r0001/c02-schedule"] and nxt.standing_recipe.source is None
     assert any(p.action == "replicate" and "threshold for 2 runs" in p.reason for p in nxt.changelog)
     c.run(2, "c01-anchor", role="anchor", skill=0.6)
-    c.run(
-        2,
-        "c02-replicate-schedule",
-        role="replicate",
-        axis="schedule",
-        replicate_of="r0001/c02-schedule",
-        skill=0.63,
-        recipe=WARM20,
-    )
+    replicate_in_round_2(c, "r0001/c02-schedule", skill=0.63, recipe=WARM20)
     third = step(c, nxt)  # mean gain +0.0325: below the one-run threshold, above the one for a mean of two runs
     assert third.standing_recipe.source == "r0001/c02-schedule"
     assert any(p.action == "promote" and "mean of 2 runs" in p.reason for p in third.changelog)
@@ -124,15 +114,7 @@ def test_a_mean_below_the_threshold_over_root_n_is_not_promoted(tmp_path: Path) 
     )
     nxt = step(c, initial_policy(SPEC))
     c.run(2, "c01-anchor", role="anchor", skill=0.6)
-    c.run(
-        2,
-        "c02-replicate-schedule",
-        role="replicate",
-        axis="schedule",
-        replicate_of="r0001/c02-schedule",
-        skill=0.6,
-        recipe=WARM20,
-    )
+    replicate_in_round_2(c, "r0001/c02-schedule", skill=0.6, recipe=WARM20)
     third = step(c, nxt)  # mean +0.0175, below threshold/√2 and below threshold/√3: dropped
     assert third.standing_recipe.source is None and third.replicate == []
 
@@ -192,15 +174,7 @@ def test_one_run_is_not_promoted_before_the_seed_noise_is_measured(tmp_path: Pat
     assert any(p.action == "replicate" and "holds no seed noise yet" in p.reason for p in nxt.changelog)
     # the replicate confirms it and measures the seed noise: promoted on the mean of its two runs
     c.run(2, "c01-anchor", role="anchor", skill=0.6)
-    c.run(
-        2,
-        "c02-replicate-optimizer",
-        role="replicate",
-        axis="optimizer",
-        replicate_of="r0001/c02-optimizer",
-        skill=0.69,
-        recipe=LR3,
-    )
+    replicate_in_round_2(c, "r0001/c02-optimizer", skill=0.69, recipe=LR3)
     third = step(c, nxt)
     assert third.noise.seed_sd is not None and third.standing_recipe.source == "r0001/c02-optimizer"
 

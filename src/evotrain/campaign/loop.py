@@ -379,12 +379,13 @@ def _forked_and_edited(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePath
     if cp.sandbox.exists() or cp.work.exists():
         remove_sandbox(cp.sandbox)
         remove_sandbox(cp.work)
-    fork_sandbox(ctx.paths.substrate, ctx.spec, cp.sandbox, _recipe_for(ctx, plan))
+    rebased = _rebased_changes(ctx, plan) if plan.role == "replicate" else None
+    fork_sandbox(ctx.paths.substrate, ctx.spec, cp.sandbox, _recipe_for(ctx, plan, rebased))
     trace.append("forked")
     if plan.role == "anchor":
         result = WorkerResult(rationale="anchor: the standing recipe unchanged, with a fresh seed (measures noise)")
     elif plan.role == "replicate":
-        result = _replicate(ctx, plan, cp)
+        result = _replicate(ctx, plan, cp, rebased)
     else:
         ctx.observer.candidate_stage(ctx.round.number, plan.name, "worker")
         result = _propose(ctx, plan, cp)
@@ -414,11 +415,13 @@ def _propose(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> Work
         return WorkerResult(rationale="the worker failed before finishing", error=f"{type(exc).__name__}: {exc}")
 
 
-def _replicate(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> WorkerResult:
+def _replicate(
+    ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths, changes: list[KnobChange] | None
+) -> WorkerResult:
     """A replicate re-runs its source's recipe with a fresh seed; when the standing recipe changed since the source
-    ran, its knob changes are applied on top of the standing recipe in force instead (forked by `_recipe_for`),
-    so that a change is promoted only once tested together with the ones promoted before it."""
-    changes = _rebased_changes(ctx, plan)
+    ran (`changes`: the source's knob changes, from `_rebased_changes`), they are applied on top of the standing
+    recipe in force instead (forked by `_recipe_for`), so that a change is promoted only once tested together with
+    the ones promoted before it."""
     if changes is None:
         return WorkerResult(rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion")
     before = knob_values(cp.sandbox, ctx.spec)
@@ -457,10 +460,8 @@ def _rebased_changes(ctx: RoundContext, plan: CandidatePlan) -> list[KnobChange]
     return list(source.changes)
 
 
-def _recipe_for(ctx: RoundContext, plan: CandidatePlan) -> StandingRecipe:
-    if plan.role != "replicate" or plan.replicate_of is None:
-        return ctx.policy.standing_recipe
-    if _rebased_changes(ctx, plan) is not None:
+def _recipe_for(ctx: RoundContext, plan: CandidatePlan, rebased: list[KnobChange] | None) -> StandingRecipe:
+    if plan.role != "replicate" or plan.replicate_of is None or rebased is not None:
         return ctx.policy.standing_recipe
     recorded = next((m for m in ctx.history if m.candidate_id == plan.replicate_of), None)
     if recorded is not None and recorded.recipe_files is not None:
