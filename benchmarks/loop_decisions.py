@@ -728,6 +728,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.compare:
+        missing = [str(f) for f in args.compare if not f.is_file()]
+        if missing:
+            parser.error(
+                f"--compare: no results file {', '.join(missing)} (results are benchmarks/loop_decisions_<label>.jsonl)"
+            )
         print(compare(args.compare))
         return 0
     arms: list[Arm] = []
