@@ -319,6 +319,7 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
         candidate_id=cp.candidate_id,
         role=plan.role,
         replicate_of=plan.replicate_of,
+        combines=plan.combines,
         axis=plan.axis,
         axis_category=plan.axis_category,
         seed=plan.seed,
@@ -386,6 +387,8 @@ def _forked_and_edited(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePath
         result = WorkerResult(rationale="anchor: the standing recipe unchanged, with a fresh seed (measures noise)")
     elif plan.role == "replicate":
         result = _replicate(ctx, plan, cp, rebased)
+    elif plan.role == "combination":
+        result = _combine(ctx, plan, cp)
     else:
         ctx.observer.candidate_stage(ctx.round.number, plan.name, "worker")
         result = _propose(ctx, plan, cp)
@@ -424,6 +427,18 @@ def _replicate(
     the ones promoted before it."""
     if changes is None:
         return WorkerResult(rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion")
+    applied = _apply_changes(ctx, cp, changes)
+    standing = ctx.policy.standing_recipe.source or "the substrate's recipe"
+    return WorkerResult(
+        rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion: its change "
+        f"({'; '.join(c.describe() for c in changes)}) applied on the standing recipe in force ({standing}), "
+        "which changed since it ran",
+        changes=applied,
+    )
+
+
+def _apply_changes(ctx: RoundContext, cp: CandidatePaths, changes: list[KnobChange]) -> list[KnobChange]:
+    """Write recorded knob changes into a fork; returns the changes it made there (against the fork's recipe)."""
     before = knob_values(cp.sandbox, ctx.spec)
     for change in changes:
         knob = ctx.spec.search.axes[change.axis].knobs[change.knob]
@@ -433,12 +448,30 @@ def _replicate(
             weights[change.key.rsplit(".", 1)[1]] = change.new
             value = {d: w for d, w in weights.items() if w is not None}
         write_knob(cp.sandbox, knob, value)
-    applied = knob_changes(before, cp.sandbox, ctx.spec)
+    return knob_changes(before, cp.sandbox, ctx.spec)
+
+
+def _combine(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> WorkerResult:
+    """A combination applies the knob changes of the candidates the policy names, together, on the standing recipe
+    in force: changes each measured alone, tested as a whole. Only knob changes combine (the meta agent names only
+    candidates whose edits were declared knob changes); a knob two sources move takes the first source's value."""
+    sources = {m.candidate_id: m for m in ctx.history if m.candidate_id in plan.combines}
+    missing = [c for c in plan.combines if c not in sources]
+    if missing:
+        raise IntegrityError(f"the combination names candidates with no manifest: {', '.join(missing)}")
+    changes: list[KnobChange] = []
+    taken: set[str] = set()
+    for source_id in plan.combines:
+        for change in sources[source_id].changes:
+            if change.key not in taken:
+                taken.add(change.key)
+                changes.append(change)
+    applied = _apply_changes(ctx, cp, changes)
     standing = ctx.policy.standing_recipe.source or "the substrate's recipe"
+    parts = "; ".join(f"{c} ({', '.join(ch.describe() for ch in sources[c].changes)})" for c in plan.combines)
     return WorkerResult(
-        rationale=f"replicate of {plan.replicate_of} with a fresh seed, before promotion: its change "
-        f"({'; '.join(c.describe() for c in changes)}) applied on the standing recipe in force ({standing}), "
-        "which changed since it ran",
+        rationale=f"combination, on the standing recipe in force ({standing}), of the changes of {parts}: each "
+        "was measured alone, this run measures them together",
         changes=applied,
     )
 

@@ -1,6 +1,7 @@
 """Who runs in a round: the policy's anchors (no change, fresh seeds; `noise.anchors_per_round`, one by default),
-its replicates (`noise.replicates` fresh-seed runs of each recipe it names), then one worker per active axis
-(distinct axes while there are enough)."""
+its replicates (`noise.replicates` fresh-seed runs of each recipe it names), its combination (the changes of the
+candidates it names, run together; at most one), then one worker per active axis (distinct axes while there are
+enough)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,18 @@ def plan_round(
     replicate_runs = [source for source in policy.replicate for _ in range(policy.noise.replicates)]
     for source in replicate_runs[: max(0, workers - len(plans))]:
         index = len(plans) + 1
-        axis = _axis_of(source)
-        name = f"c{index:02d}-replicate-{axis}"
-        category = spec.search.axes[axis].category if axis in spec.search.axes else None
+        label = _axis_of(source)
+        name = f"c{index:02d}-replicate-{label}"
+        axis = label if label in spec.search.axes else None  # a combination's replicate has no single axis
+        category = spec.search.axes[label].category if axis is not None else None
         plans.append(
             CandidatePlan(
                 name=name, role="replicate", axis=axis, axis_category=category, seed=seed_for(name), replicate_of=source
             )
         )
+    if len(policy.combine) >= 2 and workers - len(plans) >= 2:  # a combination never takes the last worker slot
+        name = f"c{len(plans) + 1:02d}-combination"
+        plans.append(CandidatePlan(name=name, role="combination", seed=seed_for(name), combines=list(policy.combine)))
     active = policy.active_axes()
     slots = workers - len(plans)
     if not active or slots <= 0:
@@ -55,7 +60,8 @@ def plan_round(
 
 
 def _axis_of(candidate_id: str) -> str:
-    """`r0002/c03-optimizer` → `optimizer`; `r0003/c02-replicate-optimizer` → `optimizer`."""
+    """`r0002/c03-optimizer` → `optimizer`; `r0003/c02-replicate-optimizer` → `optimizer`; `r0003/c05-combination`
+    → `combination`."""
     name = candidate_id.rsplit("/", 1)[-1]
     axis = name.split("-", 1)[1] if "-" in name else name
     return axis.removeprefix("replicate-")

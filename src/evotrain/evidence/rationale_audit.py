@@ -24,7 +24,7 @@ def audit_rationale(m: Manifest, ctx: RoundContext) -> RationaleAuditEntry:
     notes: list[str] = []
     inherited = _inherited_diff(m, ctx)
     edited = _worker_edited_files(m, inherited)
-    on_axis = _check_axis(m, edited, ctx.spec, notes)
+    on_axis = _check_axis(m, edited, ctx, notes)
     within = _check_paths(m, notes)
     compliant = _check_policy(m, inherited, ctx, notes)
     return RationaleAuditEntry(
@@ -37,8 +37,9 @@ def audit_rationale(m: Manifest, ctx: RoundContext) -> RationaleAuditEntry:
 
 
 def _inherited_diff(m: Manifest, ctx: RoundContext) -> dict[str, str]:
-    """What the candidate's fork started from: the standing recipe, or for a replicate its source's recipe."""
-    if m.role == "replicate" and m.replicate_of:
+    """What the candidate's fork started from: the standing recipe, or for a replicate its source's recipe (unless
+    it was rebased: its source's changes applied on the standing recipe in force, recorded as its changes)."""
+    if m.role == "replicate" and m.replicate_of and not m.changes:
         source = next((h for h in ctx.history if h.candidate_id == m.replicate_of), None)
         if source is not None:
             return split_diff(source.recipe_diff)
@@ -60,9 +61,11 @@ def _knob_files(spec: SubstrateSpec) -> dict[str, set[str]]:
     return files
 
 
-def _check_axis(m: Manifest, edited: Sequence[str], spec: SubstrateSpec, notes: list[str]) -> bool:
+def _check_axis(m: Manifest, edited: Sequence[str], ctx: RoundContext, notes: list[str]) -> bool:
     ok = True
-    if m.role in ("anchor", "replicate"):
+    if m.role in ("replicate", "combination") and m.changes:
+        return _check_carried(m, ctx.history, notes)
+    if m.role in ("anchor", "replicate", "combination"):
         if m.changes or edited:
             notes.append(f"the {m.role} must run its recipe unchanged but edited {', '.join(edited) or 'knobs'}")
             ok = False
@@ -71,7 +74,19 @@ def _check_axis(m: Manifest, edited: Sequence[str], spec: SubstrateSpec, notes: 
         if c.axis != m.axis:
             notes.append(f"change {c.describe()} is on axis {c.axis!r}, not the assigned {m.axis!r}")
             ok = False
-    return _check_axis_files(m, edited, spec, notes) and ok
+    return _check_axis_files(m, edited, ctx.spec, notes) and ok
+
+
+def _check_carried(m: Manifest, history: Sequence[Manifest], notes: list[str]) -> bool:
+    """A rebased replicate or a combination may make only the knob changes its source candidates made."""
+    sources = [m.replicate_of] if m.role == "replicate" and m.replicate_of else m.combines
+    made = {(c.key, repr(c.new)) for h in history if h.candidate_id in sources for c in h.changes}
+    ok = True
+    for c in m.changes:
+        if (c.key, repr(c.new)) not in made:
+            notes.append(f"change {c.describe()} is not one its source candidates ({', '.join(sources)}) made")
+            ok = False
+    return ok
 
 
 def _check_axis_files(m: Manifest, edited: Sequence[str], spec: SubstrateSpec, notes: list[str]) -> bool:

@@ -148,7 +148,9 @@ def _check_rotation(u: _Update) -> None:
 
 
 # What a policy learns; a frozen (search-baseline) policy keeps every one of them from round to round.
-LEARNED_FIELDS = frozenset({"standing_recipe", "axes", "dead_ends", "objective", "external_plan", "replicate", "asks"})
+LEARNED_FIELDS = frozenset(
+    {"standing_recipe", "axes", "dead_ends", "objective", "external_plan", "replicate", "combine", "asks"}
+)
 
 
 def _check_frozen(u: _Update) -> None:

@@ -116,6 +116,7 @@ def render_policy_markdown(policy: Policy) -> str:
             "Replicate before promoting",
             [f"- `{c}`: re-run with a fresh seed" for c in policy.replicate] or ["Nothing this round."],
         ),
+        *([("Run together, on the standing recipe", [f"- `{c}`" for c in policy.combine])] if policy.combine else []),
         ("Changelog", [f"- round {p.round}: {p.action} — {p.reason}" for p in policy.changelog] or ["—"]),
     ]
     parent = f"`{policy.parent_sha256[:16]}`" if policy.parent_sha256 else "none (the initial policy)"

@@ -11,16 +11,19 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
+from evotrain.records.manifest import CandidateRole
+
 
 class CandidatePlan(BaseModel):
     """One candidate of a round's plan: its folder name, role, axis and training seed."""
 
     name: str
-    role: Literal["anchor", "worker", "replicate"]
+    role: CandidateRole
     axis: str | None = None
     axis_category: str | None = None
     seed: int
     replicate_of: str | None = None
+    combines: list[str] = []  # for a combination: the candidates whose changes it runs together
 
 
 class _RoundEvent(BaseModel):

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from evotrain.records.manifest import CandidateRole
+
 EVIDENCE_VERSION = 1
 SECTIONS = ("candidates", "patterns", "calibration", "surprises", "rationale_audit")
 
@@ -17,7 +19,7 @@ class Interval(BaseModel):
 
 class CandidateSummary(BaseModel):
     candidate_id: str
-    role: Literal["anchor", "worker", "replicate"]
+    role: CandidateRole
     axis: str | None
     axis_category: str | None
     status: str  # "ok" or the failure class

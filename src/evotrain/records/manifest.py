@@ -112,13 +112,19 @@ class Cost(BaseModel):
     steps: list[StepCost] = []
 
 
+# anchor: the standing recipe unchanged; worker: one axis's proposal; replicate: a fresh-seed re-run of a recipe;
+# combination: the knob changes of several promising candidates applied together on the standing recipe.
+CandidateRole = Literal["anchor", "worker", "replicate", "combination"]
+
+
 class Manifest(BaseModel):
     schema_version: int = MANIFEST_VERSION
     campaign: str
     round: int
     candidate_id: str
-    role: Literal["anchor", "worker", "replicate"]
+    role: CandidateRole
     replicate_of: str | None = None  # for a replicate: the candidate whose recipe it re-runs with a fresh seed
+    combines: list[str] = []  # for a combination: the candidates whose knob changes it applies together
     axis: str | None = None
     axis_category: str | None = None
     seed: int

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from evotrain.records.manifest import KnobChange
 
 POLICY_VERSION = 1
+HASHED_WHEN_SET = ("combine",)
 
 
 class Provenance(BaseModel):
@@ -144,6 +145,9 @@ class Policy(BaseModel):
     best_external_source: str | None = None
     rounds_without_external_gain: int = 0
     replicate: list[str] = []  # candidate ids whose recipe this round re-runs with a fresh seed before promotion
+    # Candidate ids whose knob changes this round runs together, on the standing recipe, as one combination
+    # candidate: promising changes measured one at a time, tested as a whole.
+    combine: list[str] = []
     asks: list[str] = []  # what workers are asked for this round, in words
     changelog: list[Provenance] = []  # what the meta agent changed to produce this policy
 
@@ -151,4 +155,6 @@ class Policy(BaseModel):
         return [a for a in self.axes if a.status == "active"]
 
     def sha256(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # A field added after version 1 is hashed only when set, so policies written before it keep their hashes.
+        unset = {name for name in HASHED_WHEN_SET if not getattr(self, name)}
+        return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()

@@ -27,6 +27,7 @@ from evotrain.substrate.spec import load_spec
 LEARNED_ACTIONS = {
     "promote": "promotion",
     "replicate": "replicate",
+    "combine": "combination",
     "not_promoted": "not promoted",
     "retired": "retirement",
     "active": "reactivation",

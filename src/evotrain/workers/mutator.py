@@ -75,12 +75,21 @@ def _float_moves(name: str, knob: Knob, old: float, rng: random.Random) -> list[
     else:
         step = rng.uniform(*STEP_FRACTION) * (knob.high - knob.low)
         proposals = [(base + step, f"+{step:.3g}"), (base - step, f"−{step:.3g}")]
+    proposals.append((_anywhere(knob.low, knob.high, knob.log, rng), "a draw across the declared range"))
     moves = []
     for raw, how in proposals:
         new = _clip(round_sig(raw), knob.low, knob.high)
         if new != old:
             moves.append(Move(name, knob, _direction(old, new), knob.key, old, new, new, how))
     return moves
+
+
+def _anywhere(low: float, high: float, log: bool, rng: random.Random) -> float:
+    """A value drawn uniformly over the declared range (in log space for a log knob): a step can only explore near
+    the current value, and the best value may lie across the range."""
+    if log and low > 0:
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+    return rng.uniform(low, high)
 
 
 def _int_moves(name: str, knob: Knob, old: int, rng: random.Random) -> list[Move]:
@@ -92,6 +101,7 @@ def _int_moves(name: str, knob: Knob, old: int, rng: random.Random) -> list[Move
     else:
         step = max(1, round(rng.uniform(*STEP_FRACTION) * (high - low)))
         proposals = [(base + step, f"+{step}"), (base - step, f"−{step}")]
+    proposals.append((round(_anywhere(low, high, knob.log, rng)), "a draw across the declared range"))
     moves = []
     for raw, how in proposals:
         new = int(_clip(raw, low, high))
