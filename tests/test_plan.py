@@ -33,3 +33,22 @@ def test_anchors_per_round_and_replicates_come_from_the_policy() -> None:
     policy.noise.anchors_per_round = 5
     assert [p.role for p in plan_round(policy, SPEC, 2, 3, 0)] == ["anchor", "anchor", "replicate"]
     assert [p.role for p in plan_round(policy, SPEC, 2, 1, 0)] == ["anchor"]
+
+
+def test_a_combination_follows_the_replicates_and_never_takes_the_last_worker_slot() -> None:
+    policy = initial_policy(SPEC).model_copy(
+        update={"replicate": ["r0001/c02-optimizer"], "combine": ["r0001/c02-optimizer", "r0001/c03-schedule"]}
+    )
+    plans = plan_round(policy, SPEC, round_no=2, workers=5, campaign_seed=0)
+    assert [p.role for p in plans] == ["anchor", "replicate", "combination", "worker", "worker"]
+    combination = plans[2]
+    assert combination.name == "c03-combination" and combination.axis is None
+    assert combination.combines == ["r0001/c02-optimizer", "r0001/c03-schedule"]
+    assert [p.role for p in plan_round(policy, SPEC, round_no=2, workers=3, campaign_seed=0)] == [
+        "anchor",
+        "replicate",
+        "worker",
+    ]
+    again = policy.model_copy(update={"replicate": ["r0002/c03-combination"], "combine": []})
+    replicate = plan_round(again, SPEC, round_no=3, workers=4, campaign_seed=0)[1]
+    assert replicate.name == "c02-replicate-combination" and replicate.axis is None

@@ -1,6 +1,7 @@
 """A real campaign on the synthetic substrate (offline mutator, rule meta agent, a command external target), read
-back two ways: changes stack in the standing recipe only once tested together (a replicate whose source ran before
-the standing recipe changed re-runs the source's knob changes on the standing recipe in force), and the campaign's
+back three ways: changes stack in the standing recipe only once tested together (a replicate whose source ran before
+the standing recipe changed re-runs the source's knob changes on the standing recipe in force), a combination runs
+exactly its sources' knob changes on the standing recipe, and the campaign's
 verdict (`evotrain summary`) tells what it promoted and what it stopped trusting."""
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ pytestmark = pytest.mark.slow  # a real 4-round campaign (about 20 s idle)
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> CampaignPaths:
-    # Seed 5 with the trap from round 3: promotions in rounds 3 and 4, a win re-run on a newer standing recipe,
+    # Seed 0 with the trap from round 3: a promotion, a win re-run on a newer standing recipe, three combinations,
     # and the trap domain flagged.
     work = tmp_path_factory.mktemp("synthetic")
-    result = B.run_campaign(label="t", seed=5, arm="trap", trap_round=3, rounds=4, workers=8, work=work, keep=True)
+    result = B.run_campaign(label="t", seed=0, arm="trap", trap_round=3, rounds=4, workers=8, work=work, keep=True)
     assert result.error is None
-    return CampaignPaths(work / "t-s0005-trap" / "run")
+    return CampaignPaths(work / "t-s0000-trap" / "run")
 
 
 def test_a_replicate_after_a_promotion_runs_its_change_on_the_new_standing_recipe(campaign: CampaignPaths) -> None:
@@ -67,3 +68,20 @@ def test_the_verdict_tells_what_was_promoted_and_what_was_no_longer_trusted(camp
     assert out.exit_code == 0, out.output
     assert "before: the substrate's recipe" in out.output and "r0001/c01-anchor" in out.output
     assert verdict.pick.candidate_id in out.output and "stopped trusting" in out.output and "logic:" in out.output
+
+
+def test_a_combination_runs_exactly_its_sources_changes_on_the_standing_recipe(campaign: CampaignPaths) -> None:
+    store = CampaignStore(campaign)
+    manifests = {m.candidate_id: m for m in store.manifests(up_to_round=4)}
+    combinations = [m for m in manifests.values() if m.role == "combination"]
+    assert combinations, "the campaign ran no combination"
+    for m in combinations:
+        assert m.combines == store.policy(m.round).combine and len(m.combines) >= 2
+        anchor = manifests[f"r{m.round:04d}/c01-anchor"]
+        moved = {f"{c.axis}.{c.knob}": manifests[s] for s in m.combines for c in manifests[s].changes}
+        for knob, value in m.knob_values.items():
+            expected = moved[knob].knob_values[knob] if knob in moved else anchor.knob_values[knob]
+            assert value == expected, knob
+        audit = next(a for a in store.read_evidence(m.round).rationale_audit if a.candidate_id == m.candidate_id)
+        assert audit.stayed_on_axis and audit.policy_compliant, audit.notes
+        assert "each was measured alone, this run measures them together" in m.rationale
