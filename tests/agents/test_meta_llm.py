@@ -86,7 +86,7 @@ def test_the_update_schema_is_what_the_model_is_shown() -> None:
     schema = PolicyUpdate.model_json_schema()
     assert set(schema["properties"]) == {
         "rationale", "promote", "axes", "dead_ends", "noise_k", "anchors_per_round", "replicates", "objective",
-        "asks", "replicate", "narrative",
+        "asks", "replicate", "combine", "narrative",
     }  # fmt: skip
 
 
@@ -115,3 +115,15 @@ def test_the_update_reads_the_old_objective_mode_name_and_sets_the_noise_counts(
     assert update.anchors_per_round == 2 and update.replicates == 3
     with pytest.raises(ValidationError):
         PolicyUpdate.model_validate({"rationale": "r", "anchors_per_round": 0})
+
+
+def test_a_combination_names_worker_candidates_with_knob_changes_only(tmp_path: Path) -> None:
+    run = make_tiny_campaign(tmp_path)
+    bad = {"rationale": "run these together", "combine": ["r0001/c01-anchor", "r0001/c02-x"]}
+    recording = [{"reply": {"content": json.dumps(bad), "usage": {"prompt_tokens": 10, "completion_tokens": 5}}}]
+    with ReplayServer(recording) as server:
+        meta = LLMMetaAgent(LLMMetaConfig(base_url=server.base_url, model="m"))
+        Campaign(run, meta_agent=meta).run(rounds=1, workers=2)
+    record = _record(run, 1)
+    assert record.outcome == "invalid" and "combine: 'r0001/c01-anchor' is not a worker candidate" in record.reason
+    assert _policy(run, 2).changelog[0].action == "meta_fallback"

@@ -86,6 +86,11 @@ class PolicyUpdate(BaseModel):
     objective: ObjectiveUpdate | None = None
     asks: list[str] | None = None
     replicate: list[str] = Field([], description="candidate ids to re-run with a fresh seed before promotion")
+    combine: list[str] = Field(
+        [],
+        description="worker candidate ids (two or more, declared knob changes only) whose changes the next round runs "
+        "together, on the standing recipe, as one combination candidate",
+    )
     narrative: Narrative | None = None
 
 
@@ -225,6 +230,7 @@ def apply_update(
     nxt.changelog = []
     measured.apply(nxt)
     nxt.replicate = list(update.replicate)
+    nxt.combine = _combinable_sources(update.combine, history)
     r = evidence.round
 
     def log(action: str, reason: str) -> Provenance:
@@ -266,6 +272,21 @@ def apply_update(
             if text:
                 log("model_narrative", f"[model-written] {section}: {text}")
     return nxt
+
+
+def _combinable_sources(ids: list[str], history: list[Manifest]) -> list[str]:
+    if not ids:
+        return []
+    if len(ids) < 2:
+        raise InvalidUpdate("combine: name two candidates or more (one is a replicate)")
+    known = {m.candidate_id: m for m in history}
+    for candidate_id in ids:
+        m = known.get(candidate_id)
+        if m is None or m.role != "worker" or not m.changes:
+            raise InvalidUpdate(f"combine: {candidate_id!r} is not a worker candidate with recorded knob changes")
+        if not set(m.edited_files) <= {c.file for c in m.changes}:
+            raise InvalidUpdate(f"combine: {candidate_id!r} made free-form edits; only knob changes can be combined")
+    return list(ids)
 
 
 def _promoted(source: str, previous: Policy, evidence: Evidence, history: list[Manifest], log: Any) -> StandingRecipe:
