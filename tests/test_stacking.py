@@ -1,8 +1,8 @@
 """A real campaign on the synthetic substrate (offline mutator, rule meta agent, a command external target), read
 back three ways: changes stack in the standing recipe only once tested together (a replicate whose source ran before
 the standing recipe changed re-runs the source's knob changes on the standing recipe in force), a combination runs
-exactly its sources' knob changes on the standing recipe, and the campaign's
-verdict (`evotrain summary`) tells what it promoted and what it stopped trusting."""
+exactly its sources' knob changes on the standing recipe, and the campaign's verdict (`evotrain summary`) tells what
+it promoted and what it stopped trusting."""
 
 from __future__ import annotations
 
