@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import threading
 import time
 from collections.abc import Iterable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,7 +28,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup, TyperOption
 
+from evotrain import __version__
 from evotrain.campaign.audit import audit_campaign
 from evotrain.campaign.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.campaign.init import init_campaign, open_campaign
@@ -31,7 +38,7 @@ from evotrain.campaign.loop import Campaign
 from evotrain.campaign.status import RoundStatus, campaign_status
 from evotrain.campaign.store import CampaignStore
 from evotrain.campaign.trial_cli import trial_app
-from evotrain.campaign.verdict import Verdict, campaign_verdict
+from evotrain.campaign.verdict import Verdict, campaign_verdict, promotion_line, verdict_line
 from evotrain.errors import ConfigError, EvotrainError
 from evotrain.executors.factory import EXECUTOR_KINDS, build_stoppable
 from evotrain.executors.stopping import StoppableExecutor, stop_on_signals
@@ -46,11 +53,33 @@ from evotrain.records.policy import Policy
 from evotrain.substrate.spec import load_spec
 from evotrain.workers.select import AGENT_KINDS, META_KINDS, AgentChoice, build_meta_agent, build_worker
 
+
+class HelpWithoutBoolTypes(TyperGroup):
+    """Typer's help shows a `<bool>` type beside every flag (`--watch / --no-watch`, `--help`), which says
+    nothing a flag does not already say: this group blanks it for every command below it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _blank_flag_types(self)
+
+
+def _blank_flag_types(command: Any) -> None:
+    for param in command.params:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+    help_option = command.get_help_option(typer.Context(command))
+    if help_option is not None:
+        help_option.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _blank_flag_types(sub)
+
+
 app = typer.Typer(
     name="evotrain",
     help="Autonomous post-training: rounds of forked candidates, an external target, and an auditable record.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=HelpWithoutBoolTypes,
 )
 app.add_typer(leaderboard_app, name="leaderboard")
 app.add_typer(trial_app, name="trial")
@@ -59,14 +88,39 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # never wrap a path in an error
 
 
+RUN_HELP = "the campaign folder (made by `evotrain init`)"
+LONG_FLOAT = re.compile(r"-?\d+\.\d{6,}")
+
+
 def _fail(exc: EvotrainError) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
     return typer.Exit(code=2)
 
 
+def _rounded(text: str) -> str:
+    """A policy reason as printed: a float written at full precision (0.25882352941176473) shown with 4
+    significant digits; the files keep every digit."""
+    return LONG_FLOAT.sub(lambda m: f"{float(m.group()):.4g}", text)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"evotrain {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Autonomous post-training: rounds of forked candidates, an external target, and an auditable record."""
+
+
 @app.command()
 def init(
-    run: Annotated[Path, typer.Argument(help="campaign folder to create")],
+    run: Annotated[Path, typer.Argument(metavar="RUN", help="the campaign folder to create")],
     substrate: Annotated[Path, typer.Option(help="folder holding evotrain.toml")],
     constitution: Annotated[Path | None, typer.Option(help="constitution Markdown (default: the one shipped)")] = None,
     external: Annotated[
@@ -91,7 +145,8 @@ class RichObserver:
     """Live progress: a bar per round, a line per finished candidate, and the policy's changes when a round closes.
 
     What each running candidate is doing (stage, step, last metric) is read from its files by `CampaignProgress`,
-    the same view `evotrain status --watch` shows for a campaign driven elsewhere.
+    the same view `evotrain status --watch` shows for a campaign driven elsewhere; so is the bar's count, so the
+    bar and the table never disagree.
     """
 
     def __init__(self, progress: Progress) -> None:
@@ -105,8 +160,6 @@ class RichObserver:
         pass  # the candidates table reads each candidate's stage from its trace
 
     def candidate_finished(self, round_no: int, manifest: Manifest) -> None:
-        if self.round_task is not None:
-            self.progress.advance(self.round_task)
         name = manifest.candidate_id.split("/", 1)[1]
         score = f"{manifest.selected.objective:.4f}" if manifest.selected else "-"
         status = manifest.failure.failure_class if manifest.failure else "ok"
@@ -114,7 +167,7 @@ class RichObserver:
 
     def round_closed(self, round_no: int, evidence: Evidence, next_policy: Policy) -> None:
         for change in next_policy.changelog:
-            self.progress.console.print(f"  policy → {change.action}: {change.reason}", highlight=False)
+            self.progress.console.print(f"  policy → {change.action}: {_rounded(change.reason)}", highlight=False)
         if self.round_task is not None:
             self.progress.remove_task(self.round_task)
         self.progress.console.print(f"[bold]round {round_no} closed[/]", highlight=False)
@@ -140,17 +193,68 @@ class CampaignProgress(Progress):
             try:
                 running = [r for r in campaign_status(self.paths) if r.state == "running"]
                 self._candidates = Group(*(_candidates_table(r) for r in running))
+                for r in running:  # the bar counts what the table counts: finished manifests
+                    for task in self.tasks:
+                        if task.description == f"round {r.round}":
+                            self.update(task.id, completed=r.finished, total=len(r.candidates))
             except (EvotrainError, OSError, ValueError):
                 pass  # a file between writes: keep the last view, the next read catches up
         yield self._candidates
 
 
+STAGE_LINES_S = 5.0  # how often StageLines re-reads the files
+
+
+class StageLines:
+    """Where the output is not a terminal (a pipe, a log file), the live table is not drawn: print a line instead
+    each time a running candidate's stage changes (`train`, `evaluate step-00150`, ...), read from the same
+    files, every STAGE_LINES_S seconds, so a piped run is never silent for a whole trial."""
+
+    def __init__(self, paths: CampaignPaths, out: Console) -> None:
+        self.paths = paths
+        self.out = out
+        self._seen: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="stage-lines", daemon=True)
+
+    def __enter__(self) -> StageLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(STAGE_LINES_S):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            running = [r for r in campaign_status(self.paths) if r.state == "running"]
+        except (EvotrainError, OSError, ValueError):
+            return  # a file between writes: the next read catches up
+        for r in running:
+            for c in r.candidates:
+                if not c.finished and self._seen.get(c.candidate_id) != c.stage:
+                    self._seen[c.candidate_id] = c.stage
+                    name = c.candidate_id.split("/", 1)[1]
+                    self.out.print(f"  r{r.round} {name:<28} {c.stage}", highlight=False)
+
+
 @app.command()
 def run(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="campaign folder")],
-    rounds: Annotated[int, typer.Option(help="total rounds the campaign should have (re-running resumes)")] = 2,
-    workers: Annotated[int | None, typer.Option(help="candidates per round, the anchor included")] = None,
-    parallel: Annotated[int | None, typer.Option(help="candidates run at once")] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)],
+    rounds: Annotated[
+        int, typer.Option(help="total rounds the campaign should have (re-running resumes; more rounds extend it)")
+    ] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="candidates per round, the anchor included  [default: [run] workers in campaign.toml, 4]"),
+    ] = None,
+    parallel: Annotated[
+        int | None, typer.Option(help="candidates run at once  [default: [run] parallel in campaign.toml, 2]")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="must equal the campaign seed fixed at init, if given")] = None,
     executor: Annotated[
         str | None, typer.Option(help="where steps run: local or slurm (default: \\[executor] kind in campaign.toml)")
@@ -187,12 +291,36 @@ def run(
             agent, meta, agent_model, agent_base_url, meta_model,
             [agent_turns, agent_wall_s, agent_tokens, agent_usd, round_tokens, round_usd], price_in, price_out,
         )  # fmt: skip
-        _run_with_progress(run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor, agents=agents)
+        demo = _demo_without_server(run_dir)
+        with _demo_server(demo) if demo is not None else nullcontext():
+            _run_with_progress(
+                run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor, agents=agents
+            )
+        console.print(verdict_line(_verdict(run_dir)), highlight=False)
     except EvotrainError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
         err_console.print(f"[yellow]stopped[/]: running steps cancelled; `evotrain run {run_dir}` resumes")
         raise typer.Exit(code=130) from None
+
+
+def _demo_without_server(run_dir: Path) -> Any:
+    """The demo a campaign belongs to when its leaderboard is not already served (URL_ENV unset), else None."""
+    from evotrain.demo import URL_ENV, demo_of
+
+    return demo_of(run_dir) if os.environ.get(URL_ENV) is None else None
+
+
+def _demo_server(demo: Any) -> Any:
+    from evotrain.demo import demo_leaderboard
+
+    console.print(f"a demo campaign: serving its leaderboard from {demo.root / 'hidden'} for the run", highlight=False)
+    return demo_leaderboard(demo)
+
+
+def _verdict(run_dir: Path, private: dict[str, float] | None = None) -> Verdict:
+    paths, _ = open_campaign(run_dir)
+    return campaign_verdict(CampaignStore(paths), sign=load_spec(paths.substrate).metric.sign, private=private)
 
 
 def _agent_choice(
@@ -230,17 +358,21 @@ def _run_with_progress(
 ) -> None:
     started = time.monotonic()
     paths, _ = open_campaign(run_dir)
-    with CampaignProgress(
-        paths,
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        refresh_per_second=4,
-    ) as progress:
+    piped = StageLines(paths, console) if not console.is_terminal else nullcontext()
+    with (
+        piped,
+        CampaignProgress(
+            paths,
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            refresh_per_second=4,
+        ) as progress,
+    ):
         stoppable = _executor_for(run_dir, executor)
         with stop_on_signals(stoppable, say=lambda msg: err_console.print(msg, highlight=False)):
             agents = agents or AgentChoice()
@@ -311,29 +443,64 @@ def verdict_view(verdict: Verdict, *, held_out_label: str = "held out") -> Rende
     for label, who, public, private in rows:
         cells = [label, who, _score(public)] + ([_score(private)] if verdict.private else [])
         table.add_row(*cells)
-    lines: list[RenderableType] = [table]
+    lines: list[RenderableType] = [f"[bold]{escape(verdict_line(verdict))}[/]", table]
     if verdict.promotions:
         lines.append("[bold]promoted[/] (the standing recipe the next round forks):")
-        lines += [f"  round {d.round}: {d.reason}" for d in verdict.promotions]
+        lines += [f"  {escape(promotion_line(p))}" for p in verdict.promotions]
     else:
         lines.append("[bold]promoted[/]: nothing; the standing recipe is the substrate's")
     if verdict.standing_changes:
         lines.append("[bold]final standing recipe[/]: " + "; ".join(verdict.standing_changes))
     if verdict.trust:
         lines.append("[bold]stopped trusting[/] (the dev signal the loop no longer follows):")
-        lines += [f"  round {d.round}: {d.action}: {d.reason}" for d in verdict.trust]
+        lines += [f"  round {d.round}: {d.action}: {escape(_rounded(d.reason))}" for d in verdict.trust]
     else:
         lines.append("[bold]stopped trusting[/]: nothing; no dev domain was flagged as decoupled from the external")
     return Group(*lines)
 
 
 @app.command()
-def summary(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+def summary(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)]) -> None:
     """What a campaign did: external before and after, what it promoted, what it stopped trusting and why."""
     try:
-        paths, _ = open_campaign(run_dir)
-        sign = load_spec(paths.substrate).metric.sign
-        console.print(verdict_view(campaign_verdict(CampaignStore(paths), sign=sign)))
+        console.print(verdict_view(_verdict(run_dir)))
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def result(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)],
+    export: Annotated[
+        Path | None,
+        typer.Option(help="a new folder to copy the deliverable into: recipe files, diff, checkpoint, README"),
+    ] = None,
+) -> None:
+    """The campaign's result: the verdict, the final standing recipe as a diff, the promoted changes with their
+    gains and intervals, and the best checkpoint; --export copies them into a folder."""
+    from evotrain.result import export_result  # peft packaging is only imported by the command that needs it
+
+    try:
+        _, config = open_campaign(run_dir)
+        verdict = _verdict(run_dir)
+        console.print(verdict_view(verdict))
+        if verdict.standing.diff:
+            source = verdict.standing_source
+            console.print(f"[bold]final standing recipe, as a diff against the substrate[/] (from {source}):")
+            console.print(verdict.standing.diff, highlight=False, markup=False)
+        else:
+            console.print("[bold]final standing recipe[/]: the substrate's, unchanged (no diff)")
+        checkpoint = verdict.best_checkpoint
+        if checkpoint is not None and verdict.pick is not None:
+            who = verdict.pick.candidate_id
+            console.print(f"[bold]best checkpoint[/] ({who}, the final pick): {checkpoint}", highlight=False)
+            if not verdict.pick_is_standing:
+                console.print("  it was trained by a recipe other than the standing one (`--export` writes both diffs)")
+        if export is not None:
+            done = export_result(verdict, export, campaign=config.name)
+            console.print(f"[green]exported[/] {done.root}: {', '.join(done.files)}", highlight=False)
+            for note in done.notes:
+                console.print(f"  [yellow]not exported[/]: {note}", highlight=False)
     except EvotrainError as exc:
         raise _fail(exc) from None
 
@@ -348,30 +515,51 @@ def demo(
     directory: Annotated[Path, typer.Option("--dir", help="where the demo's substrate and campaign go")] = Path(
         "runs/demo"
     ),
-    quick: Annotated[bool, typer.Option(help="1 round of 2 candidates (about 2 minutes) instead of 4 × 8")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="1 round of 2 candidates (about 2 minutes on two cores) instead of 4 × 8")
+    ] = False,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help="total rounds; re-run with more to extend a finished demo  [default: 4, --quick 1]"),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="candidates per new round, the anchor included  [default: 8, --quick 2]")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed for the puzzles and the campaign")] = 0,
 ) -> None:
     """Build the embedded puzzles substrate and run a campaign on it, offline on CPU (re-running resumes)."""
     from evotrain.demo import FULL, QUICK, demo_leaderboard, held_out_scores, prepare_demo
 
     plan = QUICK if quick else FULL
+    rounds = rounds if rounds is not None else plan.rounds
+    workers = workers if workers is not None else plan.workers
     root = directory / ("quick" if quick else "full")
     try:
+        if rounds < 1 or workers < 2:
+            raise EvotrainError(
+                f"--rounds {rounds} --workers {workers}: a round needs the anchor and at least one worker",
+                fix="pass --rounds 1 or more and --workers 2 or more",
+            )
         with console.status("preparing the puzzles substrate") as spinner:
             paths = prepare_demo(root, seed=seed, say=lambda msg: spinner.update(msg))
-        console.print(f"campaign {paths.campaign}: {plan.rounds} round(s) × {plan.workers} candidates")
+        console.print(f"campaign {paths.campaign}: {rounds} round(s) × {workers} candidates")
         with demo_leaderboard(paths):  # the external target: a leaderboard server, stopped after the run
-            _run_with_progress(paths.campaign, rounds=plan.rounds, workers=plan.workers, parallel=plan.parallel)
-        verdict = campaign_verdict(CampaignStore(CampaignPaths(paths.campaign)), private=held_out_scores(paths))
+            _run_with_progress(paths.campaign, rounds=rounds, workers=workers, parallel=plan.parallel)
+        verdict = _verdict(paths.campaign, private=held_out_scores(paths))
     except EvotrainError as exc:
         raise _fail(exc) from None
     console.print(verdict_view(verdict, held_out_label="held-out half of the board, never seen by the loop"))
-    console.print(f"evidence and policies: {paths.campaign}/rounds/*/evidence.md, policy.md")
+    console.print(f"evidence and policies: {paths.campaign}/rounds/*/evidence.md, policy.md", highlight=False)
+    console.print(
+        f"`evotrain result {paths.campaign} --export DIR` hands over the recipe and checkpoint; "
+        f"`evotrain demo{' --quick' if quick else ''} --rounds {rounds + 2}` extends the campaign",
+        highlight=False,
+    )
 
 
 @app.command()
 def status(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)],
     watch: Annotated[bool, typer.Option(help="keep re-reading the files and redraw until Ctrl-C")] = False,
     interval: Annotated[float, typer.Option(help="seconds between re-reads with --watch")] = 2.0,
 ) -> None:
@@ -400,7 +588,7 @@ def _watch(paths: CampaignPaths, interval: float) -> None:
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)],
     output: Annotated[Path | None, typer.Option(help="where to write the HTML (default: RUN/report.html)")] = None,
 ) -> None:
     """Write one self-contained HTML report: trajectory, dev vs external, calibration, candidates, policy, costs."""
@@ -414,7 +602,7 @@ def report(
 
 
 @app.command()
-def audit(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+def audit(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)]) -> None:
     """Re-verify hashes, manifests, evidence and the policy chain; exit non-zero on any mismatch."""
     try:
         problems = audit_campaign(run_dir)
@@ -437,7 +625,7 @@ def _executor_for(run_dir: Path, name: str | None) -> StoppableExecutor:
 
 
 @app.command()
-def cancel(run_dir: Annotated[Path, typer.Argument(metavar="RUN")]) -> None:
+def cancel(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)]) -> None:
     """Cancel the jobs a campaign's traces record as unfinished (its orchestrator is gone); `run` resumes them."""
     try:
         if not unfinished_jobs(run_dir):

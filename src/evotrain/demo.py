@@ -195,3 +195,13 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def demo_of(campaign: Path) -> DemoPaths | None:
+    """The demo a campaign folder belongs to, so `evotrain run` on it can serve its leaderboard: a `DIR/campaign`
+    whose external target reads URL_ENV, with the hidden labels beside it in `DIR/hidden`. None otherwise."""
+    paths = DemoPaths(campaign.resolve().parent)
+    if campaign.resolve() != paths.campaign.resolve() or not paths.answers.is_file():
+        return None
+    external = load_config(paths.campaign / "campaign.toml").external
+    return paths if isinstance(external, LeaderboardTargetConfig) and external.url_env == URL_ENV else None
