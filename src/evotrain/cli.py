@@ -28,6 +28,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup, TyperOption
 
 from evotrain import __version__
@@ -296,7 +297,7 @@ def run(
             _run_with_progress(
                 run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor, agents=agents
             )
-        console.print(verdict_line(_verdict(run_dir)), highlight=False)
+        console.print(verdict_line(_verdict(run_dir)), highlight=False, soft_wrap=True)
     except EvotrainError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
@@ -443,7 +444,7 @@ def verdict_view(verdict: Verdict, *, held_out_label: str = "held out") -> Rende
     for label, who, public, private in rows:
         cells = [label, who, _score(public)] + ([_score(private)] if verdict.private else [])
         table.add_row(*cells)
-    lines: list[RenderableType] = [f"[bold]{escape(verdict_line(verdict))}[/]", table]
+    lines: list[RenderableType] = [Text(verdict_line(verdict), style="bold"), table]
     if verdict.promotions:
         lines.append("[bold]promoted[/] (the standing recipe the next round forks):")
         lines += [f"  {escape(promotion_line(p))}" for p in verdict.promotions]

@@ -245,12 +245,14 @@ def verdict_line(verdict: Verdict) -> str:
         return f"verdict after {verdict.rounds} round(s): {why}, so no external before → after; {promoted}"
     interval = ext.interval
     spread = f", 95% interval {interval[0]:+.4f} to {interval[1]:+.4f}" if interval else ""
-    if (
-        verdict.pick is not None
-        and verdict.substrate is not None
-        and verdict.pick.candidate_id == (verdict.substrate.candidate_id)
-    ):
+    pick = verdict.pick_manifest
+    if pick is not None and verdict.substrate is not None and pick.candidate_id == verdict.substrate.candidate_id:
         judged = "no submission beat the substrate's recipe"
+    elif pick is not None and pick.recipe_diff == "":
+        judged = (
+            f"but the best score is the substrate's own recipe run again ({pick.candidate_id}, another seed): "
+            "the difference is noise, not a change"
+        )
     elif ext.threshold is None:
         judged = "external noise not measured yet"
     elif ext.cleared:
