@@ -7,6 +7,7 @@ so a wrong field, a wrong sum or a wrong format in the report shows up as a mism
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -140,9 +141,28 @@ class CampaignFiles:
                 for c in ev["candidates"]
                 if c["external_gain"] is not None and scope in c["domain_gains"]
             )
+        if name.startswith("verdict_") or name == "promotions":
+            return self.verdict_value(name)
         cost_field = {"cpu_h": "cpu_s", "gpu_h": "gpu_s"}.get(name, name)
         total = sum(m["cost"][cost_field] for m in ms)
         return total / 3600 if name in ("cpu_h", "gpu_h") else total
+
+    def closed_rounds(self) -> list[int]:
+        """Rounds whose next round has a policy: the verdict reads these."""
+        return [r for r in sorted(self.policies) if r + 1 in self.policies]
+
+    def verdict_value(self, name: str) -> float:
+        """The verdict card's figures, recomputed: the round-1 anchor's external score (before), the best external
+        score of the closed rounds (after), and after − before ± 1.96·√2·sd with the latest evidence's sd."""
+        closed = self.closed_rounds()
+        if name == "promotions":
+            return sum(1 for r in closed for p in self.policies[r + 1]["changelog"] if p["action"] == "promote")
+        ms = [m for m in self.manifests.values() if m["round"] in closed]
+        anchor = min((m for m in ms if m["round"] == 1 and m["role"] == "anchor"), key=lambda m: m["candidate_id"])
+        gain = max(m["external"]["score"] for m in ms if m["external"]) - anchor["external"]["score"]
+        sd = self.evidence[max(closed)]["calibration"]["external_noise_band"]
+        half = 1.959963984540054 * math.sqrt(2.0) * sd
+        return {"verdict_gain": gain, "verdict_low": gain - half, "verdict_high": gain + half}[name]
 
     def round_traces_planned(self) -> list[int]:
         return [r for r, events in self.round_traces.items() if any(e["kind"] == "planned" for e in events)]

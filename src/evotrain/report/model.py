@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from evotrain.campaign.init import open_campaign
 from evotrain.campaign.store import CampaignStore
+from evotrain.campaign.verdict import Verdict, campaign_verdict, verdict_line
 from evotrain.errors import ConfigError
 from evotrain.records.evidence import Calibration, CandidateSummary, Evidence
 from evotrain.records.layout import RoundPaths
@@ -31,12 +32,14 @@ LEARNED_ACTIONS = {
     "not_promoted": "not promoted",
     "retired": "retirement",
     "active": "reactivation",
+    "activated": "reactivation",
     "harmful": "retirement",
     "dead_end": "dead end",
     "untrust_domain": "objective",
     "retrust_domain": "objective",
     "objective_mode": "objective",
     "rotation_skipped": "rotation",
+    "rotation_deferred": "rotation",
 }
 
 
@@ -125,6 +128,18 @@ class RoundView(BaseModel):
         return [p for p in self.next_policy.changelog if p.action in LEARNED_ACTIONS]
 
     @property
+    def routine(self) -> list[Provenance]:
+        """The next policy's other changelog entries (noise band, external best, kept…): shown, but folded."""
+        if self.next_policy is None:
+            return []
+        return [p for p in self.next_policy.changelog if p.action not in LEARNED_ACTIONS]
+
+    @property
+    def best_dev_above_noise(self) -> bool:
+        """Whether the round's best dev candidate's gain over its anchor cleared the threshold (evidence)."""
+        return bool(self.best_dev and self.best_dev.summary and self.best_dev.summary.above_noise)
+
+    @property
     def calibration(self) -> Calibration | None:
         return self.evidence.calibration if self.evidence else None
 
@@ -144,8 +159,45 @@ class DomainCalibrationView(BaseModel):
     spearman: float | None = None
 
 
+class PromotionView(BaseModel):
+    round: int  # the round whose evidence promoted it
+    source: str | None
+    reason: str
+    changes: list[str]
+    evidence_round: int | None = None  # where its gain was measured: evidence:<round>:candidates.<index>
+    summary_index: int | None = None
+    gain: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class VerdictCard(BaseModel):
+    """The report's first screen: did it improve, by how much, is that beyond noise, what changed."""
+
+    line: str  # verdict_line, the words `run`, `demo` and `result` print
+    rounds: int
+    before_id: str | None = None
+    before: float | None = None
+    after_id: str | None = None
+    after: float | None = None
+    gain: float | None = None
+    low: float | None = None
+    high: float | None = None
+    threshold: float | None = None
+    sd_source: str = ""
+    evidence_round: int | None = None  # the evidence whose external noise the interval uses
+    cleared: bool = False
+    submissions: int = 0
+    promotions: list[PromotionView] = []
+    standing_source: str | None = None
+    standing_diff: str = ""
+    best_checkpoint: str | None = None
+    pick_is_standing: bool = True
+
+
 class CampaignReport(BaseModel):
     name: str
+    title: str
     root: str
     metric: str
     direction: str
@@ -156,10 +208,21 @@ class CampaignReport(BaseModel):
     latest_evidence_round: int | None
     total_cost: CostTotals
     total_elapsed_s: float
+    verdict: VerdictCard
+    next_round: int | None = None  # the round the last closed one wrote a policy for, not yet planned
+    next_policy: Policy | None = None
 
     @property
     def sign(self) -> float:
         return 1.0 if self.direction == "maximize" else -1.0
+
+    @property
+    def policy_rows(self) -> list[tuple[int, Policy, bool]]:
+        """(round, policy, is the next round's) for each round's policy, then the next round's, once written."""
+        rows = [(r.round, r.policy, False) for r in self.rounds]
+        if self.next_round is not None and self.next_policy is not None:
+            rows.append((self.next_round, self.next_policy, True))
+        return rows
 
 
 T = TypeVar("T")
@@ -178,8 +241,11 @@ def build_report(run_dir: Path) -> CampaignReport:
     for r in rounds:
         for c in r.candidates:
             total = total.plus(c.manifest.cost)
+    pending = rounds[-1].round + 1 if rounds and rounds[-1].state == "closed" else None
+    next_policy = store.policy_or_none(pending) if pending is not None else None
     return CampaignReport(
         name=config.name,
+        title=report_title(config.name, paths.root, spec.name),
         root=str(paths.root),
         metric=spec.metric.name,
         direction=spec.metric.direction,
@@ -190,7 +256,70 @@ def build_report(run_dir: Path) -> CampaignReport:
         latest_evidence_round=latest.round if latest else None,
         total_cost=total,
         total_elapsed_s=sum(r.elapsed_s or 0.0 for r in rounds),
+        verdict=verdict_card(campaign_verdict(store, sign=sign), rounds),
+        next_round=pending if next_policy is not None else None,
+        next_policy=next_policy,
     )
+
+
+GENERIC_NAMES = ("campaign", "run")  # folder names that say nothing: the parent folder names the campaign then
+
+
+def report_title(name: str, root: Path, substrate: str) -> str:
+    """`<substrate> campaign “<name>”`; a generic folder name (runs/demo/full/campaign) gives way to its parent's."""
+    shown = root.resolve().parent.name if name in GENERIC_NAMES and root.resolve().parent.name else name
+    return f"{substrate} campaign “{shown}”"
+
+
+def verdict_card(verdict: Verdict, rounds: list[RoundView]) -> VerdictCard:
+    ext = verdict.external
+    interval = ext.interval if ext else None
+    promotions = []
+    for p in verdict.promotions:
+        where = _summary_index(rounds, p.source)
+        promotions.append(
+            PromotionView(
+                round=p.round,
+                source=p.source,
+                reason=p.reason,
+                changes=p.changes,
+                evidence_round=where[0] if where else None,
+                summary_index=where[1] if where else None,
+                gain=p.gain,
+                low=p.interval.low if p.interval else None,
+                high=p.interval.high if p.interval else None,
+            )
+        )
+    checkpoint = verdict.best_checkpoint
+    return VerdictCard(
+        line=verdict_line(verdict),
+        rounds=verdict.rounds,
+        before_id=verdict.substrate.candidate_id if verdict.substrate else None,
+        before=ext.before if ext else None,
+        after_id=verdict.pick.candidate_id if verdict.pick else None,
+        after=ext.after if ext else None,
+        gain=ext.gain if ext else None,
+        low=interval[0] if interval else None,
+        high=interval[1] if interval else None,
+        threshold=ext.threshold if ext else None,
+        sd_source=ext.sd_source if ext else "",
+        evidence_round=verdict.rounds or None,
+        cleared=bool(ext and ext.cleared),
+        submissions=verdict.submissions,
+        promotions=promotions,
+        standing_source=verdict.standing_source,
+        standing_diff=verdict.standing.diff,
+        best_checkpoint=str(checkpoint) if checkpoint else None,
+        pick_is_standing=verdict.pick_is_standing,
+    )
+
+
+def _summary_index(rounds: list[RoundView], candidate_id: str | None) -> tuple[int, int] | None:
+    for r in rounds:
+        for c in r.candidates:
+            if c.manifest.candidate_id == candidate_id and c.summary_index is not None:
+                return r.round, c.summary_index
+    return None
 
 
 def _round_view(store: CampaignStore, rp: RoundPaths, sign: float) -> RoundView | None:
