@@ -251,10 +251,10 @@ def run(
     ] = 2,
     workers: Annotated[
         int | None,
-        typer.Option(help="candidates per round, the anchor included  [default: [run] workers in campaign.toml, 4]"),
+        typer.Option(help="candidates per round, the anchor included [default: \\[run] workers in campaign.toml, 4]"),
     ] = None,
     parallel: Annotated[
-        int | None, typer.Option(help="candidates run at once  [default: [run] parallel in campaign.toml, 2]")
+        int | None, typer.Option(help="candidates run at once [default: \\[run] parallel in campaign.toml, 2]")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="must equal the campaign seed fixed at init, if given")] = None,
     executor: Annotated[
@@ -521,10 +521,10 @@ def demo(
     ] = False,
     rounds: Annotated[
         int | None,
-        typer.Option(help="total rounds; re-run with more to extend a finished demo  [default: 4, --quick 1]"),
+        typer.Option(help="total rounds; re-run with more to extend a finished demo \\[default: 4, --quick 1]"),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="candidates per new round, the anchor included  [default: 8, --quick 2]")
+        int | None, typer.Option(help="candidates per new round, the anchor included \\[default: 8, --quick 2]")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed for the puzzles and the campaign")] = 0,
 ) -> None:
