@@ -4,6 +4,7 @@ folder that hands them over; and the same verdict closing `run`."""
 from __future__ import annotations
 
 import json
+import re
 import math
 import shutil
 import zipfile
@@ -147,3 +148,19 @@ def test_version_and_help_conventions() -> None:
     run_help = runner.invoke(app, ["run", "--help"], env=WIDE).output
     assert "[default: [run] workers in campaign.toml, 4]" in run_help
     assert "[default: [run] parallel in campaign.toml, 2]" in run_help
+
+
+def test_piped_output_prints_each_stage_and_rounds_long_floats(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CliRunner's output is not a terminal, as in `evotrain run … | tee log`: no live table is drawn there, so
+    each running candidate's stage change is printed as a line instead, read from the same files."""
+    import evotrain.cli
+
+    monkeypatch.setattr(evotrain.cli, "STAGE_LINES_S", 0.05)
+    run = make_tiny_campaign(tmp_path)
+    out = runner.invoke(app, ["run", str(run), "--rounds", "1", "--workers", "2"], env=WIDE)
+    assert out.exit_code == 0, out.output
+    stages = [line.split() for line in out.output.splitlines() if line.startswith("  r1 c0")]
+    assert any(words[2] == "evaluate" and words[3].startswith("step-") for words in stages if len(words) > 3)
+    assert any(words[2] in ("train", "prepare") for words in stages)
+    policy_lines = [line for line in out.output.splitlines() if "policy →" in line]
+    assert policy_lines and not any(re.search(r"\d\.\d{6,}", line) for line in policy_lines)

@@ -125,3 +125,18 @@ def test_watch_redraws_until_interrupted(mid_evaluation: tuple[Path, str]) -> No
     out = "".join(seen)
     assert proc.returncode == 0, out
     assert candidate_id in out and "evaluate step-" in out
+
+
+def test_the_run_view_bar_counts_what_its_table_counts(mid_evaluation: tuple[Path, str]) -> None:
+    """The round's bar takes its count from the same file read as the candidates table below it."""
+    from rich.console import Console
+
+    from evotrain.cli import CampaignProgress
+
+    run, _ = mid_evaluation
+    status = next(r for r in campaign_status(CampaignPaths(run)) if r.state == "running")
+    progress = CampaignProgress(CampaignPaths(run), console=Console(width=200, record=True), reread_s=0.0)
+    task = progress.add_task(f"round {status.round}", total=len(status.candidates))
+    list(progress.get_renderables())
+    shown = progress.tasks[task]
+    assert (shown.completed, shown.total) == (status.finished, len(status.candidates)) == (3, 4)
