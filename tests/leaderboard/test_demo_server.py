@@ -18,9 +18,9 @@ from evotrain.external.factory import build_target
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def demo_like(tmp_path: Path) -> DemoPaths:
-    """The demo's layout, with the tiny substrate standing in for the (slow to build) puzzles one."""
-    paths = DemoPaths(tmp_path / "demo")
+def demo_like(root: Path) -> DemoPaths:
+    """The demo's layout under `root`, with the tiny substrate standing in for the (slow to build) puzzles one."""
+    paths = DemoPaths(root)
     paths.answers.parent.mkdir(parents=True)
     shutil.copy(EXAMPLES / "tiny_external_answers.jsonl", paths.answers)
     substrate = shutil.copytree(EXAMPLES / "tiny", paths.substrate)
@@ -29,7 +29,7 @@ def demo_like(tmp_path: Path) -> DemoPaths:
 
 
 def test_the_server_runs_for_the_block_and_stops_after_it(tmp_path: Path) -> None:
-    paths = demo_like(tmp_path)
+    paths = demo_like(tmp_path / "demo")
     config = load_config(paths.campaign / "campaign.toml").external
     assert isinstance(config, LeaderboardTargetConfig)
     assert not paths.answers.is_relative_to(paths.campaign) and not paths.leaderboard_db.is_relative_to(paths.campaign)
@@ -61,7 +61,7 @@ def test_the_summary_after_a_run_shows_the_held_out_scores_of_before_and_after(t
     from evotrain.demo import held_out_scores
     from evotrain.records.layout import CampaignPaths
 
-    paths = demo_like(tmp_path)
+    paths = demo_like(tmp_path / "demo")
     with demo_leaderboard(paths):
         Campaign(paths.campaign).run(rounds=1, workers=3, parallel=1)
     private = held_out_scores(paths)
@@ -80,3 +80,34 @@ def test_the_summary_after_a_run_shows_the_held_out_scores_of_before_and_after(t
     with demo_leaderboard(paths):
         Campaign(paths.campaign).run(rounds=2, workers=3, parallel=1)
     assert len(held_out_scores(paths)) > len(private)
+
+
+@pytest.mark.slow
+def test_a_finished_demo_is_extended_by_demo_with_more_rounds_and_by_run(tmp_path: Path) -> None:
+    """`demo --rounds/--workers` on a demo folder that exists resumes it and extends it; `evotrain run` on the
+    demo's campaign serves the demo's leaderboard itself (URL_ENV unset) instead of failing on it."""
+    from typer.testing import CliRunner
+
+    from evotrain.campaign.status import campaign_status
+    from evotrain.cli import app
+    from evotrain.records.layout import CampaignPaths
+
+    paths = demo_like(tmp_path / "demo" / "full")  # prepare_demo finds the campaign there and resumes it
+    runner = CliRunner()
+    env = {"COLUMNS": "250"}
+    out = runner.invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--rounds", "1", "--workers", "2"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "1 round(s) × 2 candidates" in out.output and "verdict after 1 round(s)" in out.output
+    assert "--rounds 3` extends the campaign" in out.output
+    out = runner.invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--rounds", "2", "--workers", "3"], env=env)
+    assert out.exit_code == 0, out.output
+    rounds = campaign_status(CampaignPaths(paths.campaign))
+    assert [(r.state, len(r.candidates)) for r in rounds[:2]] == [("closed", 2), ("closed", 3)]
+
+    assert URL_ENV not in os.environ
+    out = runner.invoke(app, ["run", str(paths.campaign), "--rounds", "3", "--workers", "2"], env=env)
+    assert out.exit_code == 0, out.output
+    assert "serving its leaderboard" in out.output and "verdict after 3 round(s)" in out.output
+    third = campaign_status(CampaignPaths(paths.campaign))[2]
+    assert third.state == "closed" and any(c.external is not None for c in third.candidates)
+    assert URL_ENV not in os.environ and TOKEN_ENV not in os.environ
