@@ -4,8 +4,8 @@ folder that hands them over; and the same verdict closing `run`."""
 from __future__ import annotations
 
 import json
-import re
 import math
+import re
 import shutil
 import zipfile
 from pathlib import Path
