@@ -479,6 +479,7 @@ def result(
 ) -> None:
     """The campaign's result: the verdict, the final standing recipe as a diff, the promoted changes with their
     gains and intervals, and the best checkpoint; --export copies them into a folder."""
+    from evotrain.report.model import report_title
     from evotrain.result import export_result  # peft packaging is only imported by the command that needs it
 
     try:
@@ -498,7 +499,9 @@ def result(
             if not verdict.pick_is_standing:
                 console.print("  it was trained by a recipe other than the standing one (`--export` writes both diffs)")
         if export is not None:
-            done = export_result(verdict, export, campaign=config.name)
+            paths = CampaignPaths(run_dir)
+            title = report_title(config.name, paths.root, load_spec(paths.substrate).name)
+            done = export_result(verdict, export, title=title)
             console.print(f"[green]exported[/] {done.root}: {', '.join(done.files)}", highlight=False)
             for note in done.notes:
                 console.print(f"  [yellow]not exported[/]: {note}", highlight=False)

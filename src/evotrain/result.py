@@ -30,7 +30,7 @@ class Exported:
     notes: list[str]  # what could not be exported, and why
 
 
-def export_result(verdict: Verdict, dest: Path, *, campaign: str) -> Exported:
+def export_result(verdict: Verdict, dest: Path, *, title: str) -> Exported:
     """Write the deliverable folder `dest` (absent or empty); EvotrainError if it holds anything."""
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise EvotrainError(
@@ -63,14 +63,14 @@ def export_result(verdict: Verdict, dest: Path, *, campaign: str) -> Exported:
                 (out / "checkpoint.recipe.diff").write_text(pick.recipe_diff)
             if (checkpoint / ADAPTER_CONFIG).is_file():
                 package_adapter(checkpoint, out / "adapter.zip")
-        (out / "README.md").write_text(_readme(verdict, campaign, out, notes))
+        (out / "README.md").write_text(_readme(verdict, title, out, notes))
         files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return Exported(root=dest, files=files, notes=notes)
 
 
-def _readme(verdict: Verdict, campaign: str, out: Path, notes: list[str]) -> str:
+def _readme(verdict: Verdict, title: str, out: Path, notes: list[str]) -> str:
     pick = verdict.pick_manifest
-    lines = [f"# Result of campaign `{campaign}`", "", verdict_line(verdict), "", "## What is here", ""]
+    lines = [f"# Result: {title}", "", verdict_line(verdict), "", "## What is here", ""]
     if verdict.standing.files:
         lines.append(
             f"- `recipe/`: the final standing recipe's edited files (promoted from {verdict.standing_source}), at "
