@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from evotrain import __version__
 from evotrain.campaign.store import CampaignStore
-from evotrain.campaign.verdict import Z95, campaign_verdict, verdict_line
+from evotrain.campaign.verdict import Z95, campaign_verdict, promotion_line, verdict_line
 from evotrain.cli import app
 from evotrain.records.layout import CampaignPaths
 
@@ -164,3 +164,41 @@ def test_piped_output_prints_each_stage_and_rounds_long_floats(tmp_path: Path, m
     assert any(words[2] in ("train", "prepare") for words in stages)
     policy_lines = [line for line in out.output.splitlines() if "policy →" in line]
     assert policy_lines and not any(re.search(r"\d\.\d{6,}", line) for line in policy_lines)
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> CampaignPaths:
+    """The synthetic campaign tests/test_stacking.py reads (seed 5, the trap from round 3): it promotes twice."""
+    from .test_synthetic_benchmark import B
+
+    work = tmp_path_factory.mktemp("synthetic")
+    result = B.run_campaign(label="t", seed=5, arm="trap", trap_round=3, rounds=4, workers=8, work=work, keep=True)
+    assert result.error is None
+    return CampaignPaths(work / "t-s0005-trap" / "run")
+
+
+@pytest.mark.slow
+def test_result_names_each_promotion_with_its_gain_and_interval_and_exports_the_recipe(
+    campaign: CampaignPaths, tmp_path: Path
+) -> None:
+    store = CampaignStore(campaign)
+    verdict = campaign_verdict(store)
+    assert verdict.promotions
+    for p in verdict.promotions:
+        assert p.source is not None
+        source_round = int(p.source.split("/")[0][1:])
+        summary = next(s for s in store.read_evidence(source_round).candidates if s.candidate_id == p.source)
+        assert p.gain == summary.gain and p.interval == summary.gain_interval and p.interval is not None
+        assert p.changes, "a promotion of the mutator names its knob changes"
+    final = store.policy(verdict.rounds + 1).standing_recipe
+    out = CliRunner().invoke(
+        app, ["result", str(campaign.root), "--export", str(tmp_path / "out")], env={"COLUMNS": "400"}
+    )
+    assert out.exit_code == 0, out.output
+    for p in verdict.promotions:
+        assert promotion_line(p) in out.output
+    for relpath, text in final.files.items():
+        assert (tmp_path / "out" / "recipe" / relpath).read_text() == text
+    assert (tmp_path / "out" / "recipe.diff").read_text() == final.diff
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert all(promotion_line(p) in readme for p in verdict.promotions)
