@@ -168,13 +168,13 @@ def test_piped_output_prints_each_stage_and_rounds_long_floats(tmp_path: Path, m
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory: pytest.TempPathFactory) -> CampaignPaths:
-    """The synthetic campaign tests/test_stacking.py reads (seed 5, the trap from round 3): it promotes twice."""
+    """The synthetic campaign tests/test_stacking.py reads (seed 0, the trap from round 3): it promotes."""
     from .test_synthetic_benchmark import B
 
     work = tmp_path_factory.mktemp("synthetic")
-    result = B.run_campaign(label="t", seed=5, arm="trap", trap_round=3, rounds=4, workers=8, work=work, keep=True)
+    result = B.run_campaign(label="t", seed=0, arm="trap", trap_round=3, rounds=4, workers=8, work=work, keep=True)
     assert result.error is None
-    return CampaignPaths(work / "t-s0005-trap" / "run")
+    return CampaignPaths(work / "t-s0000-trap" / "run")
 
 
 @pytest.mark.slow
