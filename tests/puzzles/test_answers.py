@@ -1,70 +1,133 @@
-"""Answer extraction and verification follow the challenge's public scoring rules."""
+"""Answer extraction and verification as the challenge scores them: the rule table of docs/puzzles.md, row by row,
+and properties of the rules over generated outputs (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from evotrain.puzzles.answers import accuracy, extract_answer, score_by_domain, score_output, verify
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("The rule is NOT. \\boxed{10110010}", "10110010"),
-        ("first \\boxed{1} then \\boxed{2}", "2"),  # the last box wins
-        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # braces nest
-        ("\\boxed{ XLII }", "XLII"),  # stripped
-        ("good \\boxed{7} then cut \\boxed{8", "7"),  # an unclosed box falls back to the previous one
-        ("Reasoning...\nFinal answer: 12.5", "12.5"),
-        ("final answer is: hello world\nmore", "hello world"),
-        ("Final answer: 3\nFinal answer: 4", "4"),
-        ("the value is 3 and then 4.25 meters", "4.25"),
-        ("x = -7", "-7"),
-        ("no digits here\nsecond line\n\n", "second line"),
-        ("", ""),
-        ("\\boxed{12} Final answer: 13", "12"),  # a box beats a final-answer line
-    ],
+from evotrain.puzzles.answers import (
+    NOT_FOUND,
+    accuracy,
+    boxed_candidates,
+    extract_answer,
+    score_by_domain,
+    score_output,
+    verify,
 )
-def test_extract_answer(text: str, expected: str) -> None:
-    assert extract_answer(text) == expected
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "puzzles.md"
+PROPERTY_EXAMPLES = 500  # per property test; docs/puzzles.md states the number
 
 
-def test_binary_strings_match_exactly() -> None:
-    assert verify("10110010", "10110010")
-    assert not verify("1011001", "10110010")
-    assert not verify("010110010", "10110010")  # would be equal as numbers
-    assert not verify("10110010.0", "10110010")
-    assert verify(" 0101 ", "0101")
+def _cell(text: str) -> str:
+    return "" if text == "(empty)" else text.removeprefix("`").removesuffix("`")
 
 
-@pytest.mark.parametrize(
-    ("predicted", "gold", "ok"),
-    [
-        ("12.34", "12.34", True),
-        ("12.40", "12.34", True),  # within 1 % relative
-        ("12.5", "12.34", False),  # 1.3 % off
-        ("0.000001", "0.0", True),  # absolute tolerance 1e-5 around zero
-        ("0.001", "0.0", False),
-        ("100.0", "100", False),  # "100" is a bit string: exact match only
-        ("100", "100", True),
-        ("1e2", "100.0", True),
-        ("abc", "12", False),
-        ("-3", "-3.00", True),
-    ],
+def rule_table() -> list[tuple[str, str, str, str, bool]]:
+    """(case, model output, gold, extracted, correct) of every row of the table in docs/puzzles.md."""
+    block = DOCS.read_text().split("<!-- scorer-rules:start -->")[1].split("<!-- scorer-rules:end -->")[0]
+    rows = []
+    for line in block.strip().splitlines()[2:]:  # after the header and its rule
+        case, output, gold, extracted, correct, _old = (c.strip() for c in line.strip()[1:-1].split(" | "))
+        assert correct in {"yes", "no"}, line
+        rows.append((case, _cell(output), _cell(gold), _cell(extracted), correct == "yes"))
+    return rows
+
+
+RULES = rule_table()
+
+
+def test_the_rule_table_is_there() -> None:
+    assert len(RULES) >= 30
+    assert len({case for case, *_ in RULES}) == len(RULES)  # one row a case
+
+
+@pytest.mark.parametrize(("case", "output", "gold", "extracted", "correct"), RULES, ids=[r[0] for r in RULES])
+def test_rule_table_row(case: str, output: str, gold: str, extracted: str, correct: bool) -> None:
+    assert extract_answer(output) == extracted
+    assert verify(extract_answer(output), gold) is correct
+    assert score_output(output, gold) is correct
+
+
+# ---- properties ----
+
+# Text around answers: anything but the box opener, so a generated filler opens no box by chance.
+filler = st.text(st.characters(codec="utf-8", exclude_characters="\\"), max_size=30)
+answer_text = st.text(st.characters(codec="utf-8", exclude_characters="\\"), min_size=1, max_size=20).filter(
+    lambda s: s.strip() != "" and "}" not in s
 )
-def test_numbers_match_with_tolerance(predicted: str, gold: str, ok: bool) -> None:
-    assert verify(predicted, gold) is ok
 
 
-def test_relative_tolerance_boundary() -> None:
-    assert verify("101", "102.0")  # 0.98 % off
-    assert not verify("100.9", "103.0")  # 2 % off
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(before=filler, answer=answer_text, after=filler.filter(lambda s: "}" not in s))
+@example(before="", answer="x", after="")
+def test_a_closed_last_box_is_the_answer(before: str, answer: str, after: str) -> None:
+    assert extract_answer(f"{before}\\boxed{{{answer}}}{after}") == answer.strip()
 
 
-def test_other_strings_case_insensitive() -> None:
-    assert verify("xlii", "XLII")
-    assert verify("  Hello World ", "hello world")
-    assert not verify("hello  world", "hello world")
-    assert verify("@#+", "@#+")
-    assert not verify("@#-", "@#+")
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(first=answer_text, inner=filler, empties=st.lists(st.sampled_from(["", " ", "\n\t"]), min_size=1, max_size=3))
+def test_empty_last_boxes_fall_back_to_the_last_non_empty_one(first: str, inner: str, empties: list[str]) -> None:
+    text = f"\\boxed{{{first}}}{inner.replace('}', '')}" + "".join(f"\\boxed{{{e}}}" for e in empties)
+    assert extract_answer(text) == first.strip()
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(parts=st.lists(filler, min_size=1, max_size=4))
+def test_a_candidate_runs_to_the_last_close_before_the_next_box(parts: list[str]) -> None:
+    # Every box's content is one generated part followed by "}" and trailing text with no further "}".
+    text = "".join(f"\\boxed{{{p}}}tail" for p in parts)
+    assert boxed_candidates(text) == parts
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(text=filler)
+def test_without_a_box_the_answer_is_the_last_number_or_not_found(text: str) -> None:
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", text)
+    assert extract_answer(text) == (numbers[-1] if numbers else NOT_FOUND)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(x=st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12))
+def test_a_number_matches_itself_and_not_one_percent_and_more_away(x: float) -> None:
+    gold = repr(x)
+    assert verify(repr(x), gold)
+    assert verify(f"{x:e}", gold)  # exponent form parses with float()
+    far = x * 1.03 if abs(x) > 1e-3 else x + 1.0
+    assert not verify(repr(far), gold)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(bits=st.text("01", min_size=1, max_size=12), pad=st.text("0", min_size=1, max_size=3))
+def test_a_bit_string_gold_matches_exactly(bits: str, pad: str) -> None:
+    assert verify(bits, bits) and verify(f" {bits} ", bits)
+    assert not verify(pad + bits, bits)  # equal as numbers, not as bit strings
+    assert not verify(bits + ".0", bits)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES)
+@given(
+    gold=st.text(st.characters(codec="ascii", categories=["L", "P", "S", "Zs"]), min_size=1, max_size=15),
+    flip=st.booleans(),
+)
+def test_strings_that_do_not_parse_compare_case_insensitively(gold: str, flip: bool) -> None:
+    predicted = gold.swapcase() if flip else gold
+    try:
+        float(gold)
+    except ValueError:
+        assert verify(predicted, gold) is (predicted.strip().lower() == gold.strip().lower())
+    else:  # "inf", "nan", "Infinity" ... are numbers to float(): nan matches nothing, inf matches inf
+        number = float(gold)
+        assert verify(predicted, gold) is (not math.isnan(number))
+
+
+# ---- aggregation ----
 
 
 def test_score_output_and_accuracy() -> None:
@@ -77,8 +140,13 @@ def test_score_output_and_accuracy() -> None:
 
 
 def test_score_by_domain_counts_missing_predictions_wrong() -> None:
-    gold = {"a": ("cipher", "HELLO"), "b": ("cipher", "WORLD"), "c": ("numeral", "XII")}
-    overall, domains, correct = score_by_domain({"a": "\\boxed{hello}", "c": "XI"}, gold)
-    assert correct == {"a": True, "b": False, "c": False}
-    assert overall == pytest.approx(1 / 3)
-    assert domains == {"cipher": {"score": 0.5, "n": 2}, "numeral": {"score": 0.0, "n": 1}}
+    gold = {"a": ("cipher", "HELLO"), "b": ("cipher", "WORLD"), "c": ("numeral", "XII"), "d": ("gravity", "4.5")}
+    predictions = {"a": "\\boxed{hello}", "c": "XII", "d": "it falls 4.5"}  # a bare word is not found; a number is
+    overall, domains, correct = score_by_domain(predictions, gold)
+    assert correct == {"a": True, "b": False, "c": False, "d": True}
+    assert overall == pytest.approx(2 / 4)
+    assert domains == {
+        "cipher": {"score": 0.5, "n": 2},
+        "gravity": {"score": 1.0, "n": 1},
+        "numeral": {"score": 0.0, "n": 1},
+    }

@@ -15,6 +15,7 @@ Layout written to ``dest``::
     data/dev.csv               id,prompt,answer,family                                                      frozen
     data/external_inputs.csv   id,prompt (no answers)                                                       frozen
     model/base/                the base model (safetensors folder), unless the model is kept outside         frozen
+    vendor/evotrain/           the evotrain modules the scripts import (evotrain.substrate.seal)             frozen
 
 Data: ``puzzles`` (the embedded Wonderland generators and splits: the same train/dev/external/control
 distributions as the puzzles substrate, so this is its real-model profile) or a CSV ``id,prompt,answer[,family]``
@@ -45,6 +46,7 @@ from evotrain.hf_lora.model import SMOLLM2, resolve_model
 from evotrain.puzzles.build import AnswerRecord, tree_fingerprint, write_answers
 from evotrain.puzzles.generators import FAMILIES
 from evotrain.puzzles.splits import HIDDEN_SPLITS, SIZES, make_split
+from evotrain.substrate.seal import seal_substrate
 from evotrain.substrate.spec import STEP_NAMES, load_spec
 
 TEMPLATE = Path(__file__).resolve().parent / "substrate_template"
@@ -279,6 +281,7 @@ def build_substrate(
         for rel in TEMPLATE_FILES:
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(TEMPLATE / rel, stage / rel)
+        seal_substrate(stage)
         if model_outside:
             model_path, model_value = base, str(base)
         else:

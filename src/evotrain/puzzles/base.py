@@ -25,8 +25,9 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from evotrain.puzzles.generators import FAMILIES, generate
-from evotrain.puzzles.lm import BOS_ID, EOS_ID, PAD_ID, build_tokenizer, make_model, model_input
+from evotrain.puzzles.lm import BOS_ID, EOS_ID, PAD_ID, make_model, model_input
 from evotrain.puzzles.splits import MIXES
+from evotrain.puzzles.tokenizer import build_tokenizer
 
 BASE_VERSION = 4
 

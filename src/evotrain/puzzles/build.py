@@ -12,6 +12,7 @@ Layout written to ``dest``::
     data/dev.jsonl            dev split (prompt, answer)                                     frozen
     data/external_inputs.jsonl  external + control prompts, NO answers, opaque ids            frozen
     model/base/               base checkpoint + tokenizer.json                               frozen
+    vendor/evotrain/          the evotrain modules the scripts import (evotrain.substrate.seal)  frozen
 
 The answers of the external and control splits are written to ``answers_path`` (outside the substrate), one
 JSON object a line: ``{"id", "split", "family", "answer"}``; ``python -m evotrain.puzzles.score`` reads it.
@@ -32,6 +33,7 @@ from evotrain.fileio import atomic_write_text, staged_dir
 from evotrain.puzzles.base import BaseConfig, base_checkpoint
 from evotrain.puzzles.generators import FAMILIES, Puzzle
 from evotrain.puzzles.splits import HIDDEN_SPLITS, make_split
+from evotrain.substrate.seal import seal_substrate
 
 TEMPLATE = Path(__file__).resolve().parent / "substrate_template"
 TEMPLATE_FILES = ("recipe.toml", "train.py", "pipeline/build_data.py", "eval/evaluate.py", "eval/predict.py")
@@ -92,7 +94,7 @@ name = "puzzles"
 description = "Wonderland reasoning puzzles (six families) on a small causal LM, post-trained with SFT on CPU"
 
 editable = ["recipe.toml", "pipeline/**", "train.py"]
-frozen = ["eval/**", "data/**", "model/**", "evotrain.toml"]
+frozen = ["eval/**", "data/**", "model/**", "vendor/**", "evotrain.toml"]
 
 [commands]
 prepare = "{{python}} pipeline/build_data.py --recipe recipe.toml --out {{work}}/train.jsonl --seed {{seed}}"
@@ -271,6 +273,7 @@ def _write_substrate(
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(TEMPLATE / rel, dest / rel)
     (dest / "evotrain.toml").write_text(_evotrain_toml())
+    seal_substrate(dest)
 
     say("generating the splits")
     dev = make_split("dev", spec.sizes["dev"], seed)

@@ -1,8 +1,8 @@
-"""The small causal LM of the puzzles substrate: tokenizer, model config, checkpoints and greedy decoding.
+"""The small causal LM of the puzzles substrate: special tokens, model config, checkpoints and greedy decoding.
 
-The tokenizer is built offline with ``tokenizers``: one token per printable ASCII character plus one token per
-word of the prompt templates, with or without a leading space, so prose is short while every payload character
-(bits, cipher letters, digits, symbols) stays its own token. Nothing is downloaded.
+The tokenizer is built by :mod:`evotrain.puzzles.tokenizer` (at base training) and read back from
+``tokenizer.json``. This module is sealed into every puzzles substrate (evotrain.substrate.seal), so it imports
+nothing of evotrain: the generators, with the wordings and rules the external split is drawn from, stay out.
 
 The model format between training and evaluation is:
 
@@ -17,28 +17,18 @@ frozen evaluation extracts the answer with :func:`evotrain.puzzles.answers.extra
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 import transformers
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
-
-from evotrain.puzzles.generators import TEMPLATES
 
 transformers.utils.logging.disable_progress_bar()
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 SPECIALS = (PAD, BOS, EOS)
 PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-# Words the traces and answer format use besides the template prose.
-EXTRA_WORDS = (
-    "rule not reverse rotate shift left right xor and or swap nibbles majority choice then factor means "
-    "add subtract concatenate reversed all interleave boxed Answer answer Final"
-).split()
-_PIECES = r" ?[A-Za-z]+|[^A-Za-z]"
-
 # Sizes of the small Llama; "tiny" is the CPU default.
 PROFILES: dict[str, dict[str, int]] = {
     "tiny": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 256},
@@ -48,29 +38,6 @@ MAX_POSITIONS = 384
 # Plain matmul attention, which every figure in docs/puzzles.md was measured with. At this size it is as fast as
 # the fused scaled-dot-product kernel on CPU (benchmarks/puzzles_speed.py: ratio 0.99-1.03), not a speed-up.
 ATTENTION = "eager"
-
-
-def template_words() -> list[str]:
-    text = " ".join(" ".join(t) for templates in TEMPLATES.values() for t in templates)
-    text += " In Alice's Wonderland " + " ".join(EXTRA_WORDS)
-    words = {w for w in re.findall(r"[A-Za-z]+", text) if not w.isupper()}
-    return sorted(words)
-
-
-def build_tokenizer() -> Tokenizer:
-    """A deterministic BPE tokenizer: ASCII characters plus one merged token per template word."""
-    vocab: dict[str, int] = {s: i for i, s in enumerate(SPECIALS)}
-    for code in [10, *range(32, 127)]:
-        vocab.setdefault(chr(code), len(vocab))
-    for word in template_words():
-        for piece in (word, " " + word):
-            vocab.setdefault(piece, len(vocab))
-    # No merges: a piece in the vocabulary is one token (ignore_merges), anything else is spelled out.
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(_PIECES), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    tok.add_special_tokens(list(SPECIALS))
-    return tok
 
 
 def load_tokenizer(model_dir: Path) -> Tokenizer:

@@ -9,6 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "vendor"))  # evotrain as sealed in the substrate
+
 from evotrain.errors import EvotrainError
 from evotrain.hf_lora.package import MAX_RANK, package_adapter
 

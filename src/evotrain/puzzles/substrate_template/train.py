@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 from transformers import LlamaForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "vendor"))  # evotrain as sealed in the substrate
 
 from evotrain.puzzles.lm import ATTENTION, BOS_ID, EOS_ID, PAD_ID, model_input
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vendor"))  # evotrain as sealed in the substrate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generation import ROOT, EvalConfigError, generate_many, load_config

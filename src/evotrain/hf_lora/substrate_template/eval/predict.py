@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vendor"))  # evotrain as sealed in the substrate
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from generation import ROOT, EvalConfigError, generate, load_config

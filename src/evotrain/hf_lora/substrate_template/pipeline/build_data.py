@@ -18,6 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vendor"))  # evotrain as sealed in the substrate
+
 from evotrain.errors import EvotrainError
 from evotrain.fileio import atomic_write_text
 from evotrain.hf_lora.csvdata import Item, read_items

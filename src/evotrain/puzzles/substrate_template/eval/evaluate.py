@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vendor"))  # evotrain as sealed in the substrate
 
 from evotrain.fileio import atomic_write_text
 from evotrain.puzzles.answers import extract_answer, verify

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "vendor"))  # evotrain as sealed in the substrate
 
 from evotrain.puzzles.lm import greedy_generate, load_model, load_tokenizer
 
