@@ -64,11 +64,32 @@ TEMPLATE_FILES = (
 PUZZLES = "puzzles"
 
 
+# Evaluation profiles: the values written to eval/config.toml (dotted keys).
+EVALUATIONS: dict[str, dict[str, Any]] = {
+    # The competition's stated scoring settings (the template's own values): greedy, 7680 new tokens in an 8192
+    # context, 64 sequences at a time, 85 % of the GPU's memory, LoRA rank <= 32, the thinking chat template.
+    "challenge": {
+        "profile": "challenge",
+        "generation.temperature": 0.0,
+        "generation.top_p": 1.0,
+        "generation.max_tokens": 7680,
+        "generation.max_model_len": 8192,
+        "generation.max_num_seqs": 64,
+        "generation.gpu_memory_utilization": 0.85,
+        "generation.max_lora_rank": 32,
+        "prompt.enable_thinking": True,
+    },
+    # CPU runs: greedy short answers without thinking (the build profile sets max_tokens), so a trial takes minutes.
+    "cpu": {"profile": "cpu", "generation.max_model_len": 1024, "prompt.enable_thinking": False},
+}
+
+
 class Profile(BaseModel):
     """Data sizes and the values a profile sets in the template's TOML files (dotted keys)."""
 
     description: str
     sizes: dict[str, int]  # puzzles per family and split (train, dev, external, control)
+    evaluation: str = "challenge"  # the default evaluation profile (EVALUATIONS); `config` refines that one only
     families: list[str] = []  # puzzles data: keep only these families in every split (empty: all six)
     recipe: dict[str, Any] = {}
     config: dict[str, Any] = {}
@@ -93,7 +114,8 @@ PROFILES: dict[str, Profile] = {
             "train.max_length": 512,
             "data.n_train": 16,
         },
-        config={"generation.max_tokens": 16, "generation.max_model_len": 1024, "generation.hf_batch_size": 12},
+        evaluation="cpu",
+        config={"generation.max_tokens": 16, "generation.hf_batch_size": 12},
         spec={
             "resources.default.timeout_s": 900,
             "resources.train.timeout_s": 900,
@@ -122,7 +144,8 @@ PROFILES: dict[str, Profile] = {
             "train.max_length": 512,
             "data.n_train": 120,
         },
-        config={"generation.max_tokens": 24, "generation.max_model_len": 1024, "generation.hf_batch_size": 10},
+        evaluation="cpu",
+        config={"generation.max_tokens": 24, "generation.hf_batch_size": 10},
         spec={
             "resources.default.timeout_s": 1800,
             "resources.train.timeout_s": 1800,
@@ -144,6 +167,7 @@ class HfLoraBuild(BaseModel):
     model: Path  # the base model folder (inside the substrate unless kept outside)
     fingerprint: str  # sha256 over every file of the substrate
     profile: str
+    evaluation: str  # the evaluation profile written to eval/config.toml
     seed: int
     domains: list[str]
     counts: dict[str, int]  # items per split
@@ -166,14 +190,24 @@ def _edit_toml(path: Path, values: dict[str, Any]) -> None:
     atomic_write_text(path, tomlkit.dumps(doc))
 
 
-def _template_pipeline() -> ModuleType:
-    """The template's data pipeline, for its family classifier (one implementation of the rules)."""
-    spec = importlib.util.spec_from_file_location("hf_lora_template_pipeline", TEMPLATE / "pipeline/build_data.py")
+def _template_module(rel: str, name: str) -> ModuleType:
+    """A module of the template (the data pipeline's family classifier, the evaluation's config validation): one
+    implementation of each rule."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE / rel)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # pydantic resolves the module's annotations through sys.modules
     spec.loader.exec_module(module)
     return module
+
+
+def _check_eval_config(path: Path) -> None:
+    """The written eval/config.toml must validate: fail at build, not in every trial's evaluation."""
+    generation = _template_module("eval/generation.py", "hf_lora_template_generation")
+    try:
+        generation.load_config(path)
+    except generation.EvalConfigError as exc:
+        raise ConfigError(f"the evaluation settings do not validate: {exc}", path=path) from None
 
 
 def _link_or_copy_tree(src: Path, dst: Path) -> None:
@@ -213,7 +247,7 @@ def _puzzle_data(
 def _csv_data(data: Path, seed: int, dev_per_family: int) -> tuple[list[Item], list[Item]]:
     """Train and dev from one CSV: ``dev_per_family`` rows of every family held out (families from the column or
     the template's rules)."""
-    pipeline = _template_pipeline()
+    pipeline = _template_module("pipeline/build_data.py", "hf_lora_template_pipeline")
     rules = pipeline.load_recipe(TEMPLATE / "recipe.toml").family_rules
     items: list[Item] = pipeline.with_families(read_items(data, answers=True), rules)
     by_family: dict[str, list[Item]] = {}
@@ -247,6 +281,7 @@ def build_substrate(
     dev_per_family: int = 30,
     model_outside: bool = False,
     gpus: int = 0,
+    evaluation: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> HfLoraBuild:
     """Write a complete hf-lora substrate to ``dest`` (absent or empty).
@@ -255,11 +290,15 @@ def build_substrate(
     hardlinked (else copied) into ``model/base`` unless ``model_outside``, which records its absolute path instead
     (for a 30B model: it is then not part of the snapshot, so it must not change during a campaign).
     ``data``: ``puzzles`` or a CSV path; ``answers_path`` (puzzles) receives the hidden answers.
+    ``evaluation``: the evaluation profile of eval/config.toml (EVALUATIONS); default: the build profile's.
     """
     say = progress or (lambda _msg: None)
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}", fix=f"use one of {sorted(PROFILES)}")
     spec = PROFILES[profile]
+    evaluation = evaluation or spec.evaluation
+    if evaluation not in EVALUATIONS:
+        raise ConfigError(f"unknown evaluation profile {evaluation!r}", fix=f"use one of {sorted(EVALUATIONS)}")
     unknown = sorted(set(spec.families) - set(FAMILIES))
     if unknown:
         raise ConfigError(f"profile {profile!r} names unknown families {unknown}", fix=f"use some of {FAMILIES}")
@@ -326,7 +365,11 @@ def build_substrate(
         for family in domains:
             mix[family] = 1.0
         _edit_toml(stage / "recipe.toml", {"data.mix": mix, **spec.recipe})
-        _edit_toml(stage / "eval" / "config.toml", {"model.path": model_value, **spec.config})
+        eval_config = stage / "eval" / "config.toml"
+        # the build profile's own evaluation values (a CPU profile's answer length) go with its evaluation profile only
+        own = spec.config if evaluation == spec.evaluation else {}
+        _edit_toml(eval_config, {"model.path": model_value, **EVALUATIONS[evaluation], **own})
+        _check_eval_config(eval_config)
 
         load_spec(stage)  # the written evotrain.toml must parse: fail here, not at `evotrain init`
         fingerprint = tree_fingerprint(stage)
@@ -336,6 +379,7 @@ def build_substrate(
         model=model_path,
         fingerprint=fingerprint,
         profile=profile,
+        evaluation=evaluation,
         seed=seed,
         domains=domains,
         counts=dict(counts),

@@ -36,6 +36,13 @@ def hf_lora(
         bool, typer.Option(help="record the model's absolute path instead of linking it into DEST/model/base")
     ] = False,
     gpus: Annotated[int, typer.Option(help="GPUs per train/evaluate/predict step")] = 0,
+    evaluation: Annotated[
+        str | None,
+        typer.Option(
+            help="evaluation profile: challenge (the competition's settings; default for --profile gpu) or cpu "
+            "(short answers, no thinking; default for the CPU profiles)"
+        ),
+    ] = None,
 ) -> None:
     """Build the hf-lora substrate (LoRA SFT with TRL, vLLM evaluation) at DEST."""
     from evotrain.hf_lora.build import build_substrate
@@ -53,12 +60,14 @@ def hf_lora(
                 dev_per_family=dev_per_family,
                 model_outside=model_outside,
                 gpus=gpus,
+                evaluation=evaluation,
                 progress=lambda msg: spinner.update(msg),
             )
     except EvotrainError as exc:
         err_console.print(f"[red]error:[/red] {exc.render()}", markup=True, highlight=False)
         raise typer.Exit(code=2) from None
     console.print(f"substrate {result.path} ({result.fingerprint[:12]}): {result.counts}, domains {result.domains}")
+    console.print(f"evaluation profile: {result.evaluation}")
     if result.answers_path:
         console.print(f"hidden answers: {result.answers_path}")
 

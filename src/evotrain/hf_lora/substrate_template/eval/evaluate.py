@@ -8,7 +8,8 @@ Scoring is evotrain.puzzles.answers (the challenge's answer extraction and verif
 shared with the external target. Do not edit: candidates are only comparable when one harness scores them.
 
 Report: {"metric", "domains": {family: {"score", "n"}}, "items": [{"id", "domain", "score"}], "overall",
-"outputs": {id: text}, "backend"}.
+"outputs": {id: text}, "backend", "generation_s", "profile" (the evaluation profile of eval/config.toml),
+"thinking" (whether the chat template was given enable_thinking=True)}.
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ def main() -> None:
         config = load_config()
         items = read_items(ROOT / "data" / f"{args.split}.csv", answers=True, families=True)
         start = time.time()
-        outputs, backend = generate_many(config, [checkpoint for checkpoint, _ in jobs], [it.prompt for it in items])
+        outputs, plan = generate_many(config, [checkpoint for checkpoint, _ in jobs], [it.prompt for it in items])
         for (checkpoint, out), texts in zip(jobs, outputs, strict=True):
-            report = make_report(items, texts, backend, time.time() - start)
-            atomic_write_json(out, report)
+            report = make_report(items, texts, plan.backend, time.time() - start)
+            atomic_write_json(out, report | {"profile": config.profile, "thinking": plan.thinking})
             scores = ", ".join(f"{f} {d['score']:.3f}" for f, d in report["domains"].items())
-            print(f"{checkpoint.name} {backend}: {scores}")
+            print(f"{checkpoint.name} {plan.backend}: {scores}")
             start = time.time()
     except (EvotrainError, EvalConfigError) as exc:
         sys.exit(f"evaluate: {exc}")
