@@ -4,8 +4,9 @@
     evaluate.py --checkpoints DIR --out FOLDER          every checkpoint in DIR, one FOLDER/<name>.json each, with
                                                         one model or vLLM engine (the `evaluate_all` command)
 
-Scoring is evotrain.puzzles.answers (the challenge's answer extraction and verification), the one implementation
-shared with the external target. Do not edit: candidates are only comparable when one harness scores them.
+Scoring is evotrain.puzzles.answers (the challenge's answer extraction and verification; its copy sealed in
+vendor/), the one implementation shared with the external target. Do not edit: candidates are only comparable
+when one harness scores them.
 
 Report: {"metric", "domains": {family: {"score", "n"}}, "items": [{"id", "domain", "score"}], "overall",
 "outputs": {id: text}, "backend", "generation_s", "profile" (the evaluation profile of eval/config.toml),

@@ -4,8 +4,9 @@
     evaluate.py --checkpoints DIR --out FOLDER             every checkpoint in DIR, one FOLDER/<name>.json each,
                                                            in one process (the `evaluate_all` command)
 
-Scoring is evotrain.puzzles.answers (the challenge's extraction and verification rules), shared with the
-external target. Do not edit: candidates are only comparable if they are scored by the same harness.
+Scoring is evotrain.puzzles.answers (the challenge's extraction and verification rules; its copy sealed in
+vendor/), shared with the external target. Do not edit: candidates are only comparable if they are scored by the
+same harness.
 """
 
 from __future__ import annotations
