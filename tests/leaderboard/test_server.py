@@ -126,7 +126,7 @@ def test_restart_keeps_submissions_and_tokens(tmp_path: Path) -> None:
     server = LeaderboardProcess(answers, tmp_path / "b.sqlite", "--public-fraction", "1.0").start()
     token = server.token("kept", "--max-per-period", "0")
     try:
-        before = target(server, token).submit("c1", write_predictions(tmp_path / "p.json", {"q1": "Yes"}))
+        before = target(server, token).submit("c1", write_predictions(tmp_path / "p.json", {"q1": "\\boxed{Yes}"}))
     finally:
         server.stop()
     server.start()
