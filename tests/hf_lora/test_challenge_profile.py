@@ -200,3 +200,27 @@ def test_the_cpu_profiles_keep_short_answers_without_thinking(tiny_model: Path, 
     assert built.evaluation == written["profile"] == "cpu"
     assert written["generation"]["max_tokens"] == 16 and written["generation"]["max_model_len"] == 1024
     assert written["prompt"]["enable_thinking"] is False
+
+
+def test_a_sampling_temperature_reaches_both_backends(generation: ModuleType) -> None:
+    class Tokenizer:
+        pad_token_id, eos_token_id = None, 7
+
+    base = generation.load_config(TEMPLATE / "eval" / "config.toml")
+    sampled = base.model_copy(
+        update={"generation": base.generation.model_copy(update={"temperature": 0.6, "top_p": 0.9})}
+    )
+    hf = generation.hf_call(sampled, [], [[1, 2]], Tokenizer(), cuda=False)
+    assert hf.generate == {
+        "max_new_tokens": 7680,
+        "do_sample": True,
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "pad_token_id": 7,
+    }
+    assert generation.vllm_call(sampled, [], [[1, 2]], gpus=2).sampling == {
+        "temperature": 0.6,
+        "top_p": 0.9,
+        "max_tokens": 7680,
+    }
+    assert generation.vllm_call(sampled, [], [[1, 2]], gpus=2).engine["tensor_parallel_size"] == 2

@@ -87,11 +87,9 @@ def import_closure(files: list[Path]) -> dict[str, Path]:
 
 
 def substrate_python_files(root: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in root.rglob("*.py")
-        if not p.relative_to(root).parts[0] == VENDOR and not set(p.relative_to(root).parts) & IGNORED_DIR_NAMES
-    )
+    """The substrate's own Python files (not the sealed copy, not caches)."""
+    parts = {p: p.relative_to(root).parts for p in root.rglob("*.py")}
+    return sorted(p for p, rel in parts.items() if rel[0] != VENDOR and not set(rel) & IGNORED_DIR_NAMES)
 
 
 def seal_substrate(root: Path) -> list[str]:

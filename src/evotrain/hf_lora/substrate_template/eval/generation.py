@@ -73,7 +73,7 @@ class PromptConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    profile: str = "challenge"  # the evaluation profile that wrote this file (docs/hf-lora.md)
+    profile: str = "custom"  # the evaluation profile that wrote this file (docs/hf-lora.md); custom: by hand
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     prompt: PromptConfig
@@ -172,6 +172,7 @@ class HfCall(_Strict):
 
     model: str
     trust_remote_code: bool
+    device: Literal["cuda", "cpu"]
     dtype: Literal["bfloat16", "float32"]
     checkpoints: list[str]
     generate: dict[str, Any]
@@ -215,6 +216,7 @@ def hf_call(
     return HfCall(
         model=str(config.model.folder()),
         trust_remote_code=config.model.trust_remote_code,
+        device="cuda" if cuda else "cpu",
         dtype="bfloat16" if cuda else "float32",
         checkpoints=[str(c) for c in checkpoints],
         generate={"max_new_tokens": gen.max_tokens, **sampling, "pad_token_id": pad},
@@ -243,7 +245,7 @@ def _generate_hf(call: HfCall, tokenizer: Any) -> Iterator[list[str]]:
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    device = torch.device("cuda" if call.dtype == "bfloat16" else "cpu")
+    device = torch.device(call.device)
     base = AutoModelForCausalLM.from_pretrained(
         call.model, dtype=getattr(torch, call.dtype), trust_remote_code=call.trust_remote_code
     )
