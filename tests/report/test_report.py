@@ -88,12 +88,15 @@ def test_no_table_cell_shows_a_number_without_its_source(html: str) -> None:
     assert all(text.isdigit() and int(text) in (1, 2) for text in unsourced), unsourced
 
 
-def test_trajectory_table_comes_first_and_has_the_appendix_a_columns(html: str) -> None:
+def test_verdict_then_trajectory_table_first_with_the_appendix_a_columns(html: str) -> None:
     body = html[html.index("<body>") :]
+    assert body.index('<section id="verdict"') < body.index("<table") < body.index('<section id="figure"')
+    assert body.index('<section id="verdict"') < body.index('<div class="facts totals"')
     first_table = body[body.index("<table") : body.index("</table>")]
     assert 'class="trajectory"' in first_table
-    for column in ("round", "search mode", "best dev", "best external", "what the policy learned"):
-        assert f">{column}" in first_table
+    columns = ("round", "search mode", "best candidate dev", "anchor dev", "promotion threshold applied")
+    for column in (*columns, "best external submitted", "anchor external", "what the policy learned"):
+        assert f"<th>{column}" in first_table
     assert first_table.count('<tr data-round="') == 2
 
 
@@ -144,3 +147,24 @@ def test_report_of_a_round_still_running(finished_campaign: Path, tmp_path: Path
         expected = files.expected(ref)
         assert float(cell.attrs["data-value"]) == pytest.approx(expected, rel=1e-12, abs=1e-12), ref
     assert json.loads((round2 / "policy.json").read_text())["round"] == 2
+
+
+def test_every_policy_action_is_shown_one_threshold_per_round_and_the_next_policy(
+    finished_campaign: Path, html: str
+) -> None:
+    files = CampaignFiles(finished_campaign)
+    trajectory = html[html.index('<table class="trajectory"') : html.index("</table>", html.index("trajectory"))]
+    rows = trajectory.split('<tr data-round="')[1:]
+    for row in rows:
+        number = int(row.split('"', 1)[0])
+        for entry in files.policies[number + 1]["changelog"]:  # what the round's evidence made the policy do
+            assert entry["action"] in row, (number, entry["action"])
+    refs = [c.attrs["data-ref"] for c in parse_report(html).numbers]
+    thresholds = [r for r in refs if r.endswith(("dev_threshold", "noise.threshold"))]
+    assert sorted(thresholds) == [f"evidence:{n}:calibration.dev_threshold" for n in (1, 2)]
+    policy = html[html.index('<table class="policy"') :]
+    policy = policy[: policy.index("</table>")]
+    assert policy.count('<tr data-round="') == 3 and '<tr data-round="3" class="next">' in policy
+    assert "best external beyond noise so far" in policy
+    title = re.search(r"<title>(.*?)</title>", html)
+    assert title is not None and title.group(1).startswith("tiny campaign “") and "Campaign campaign" not in html
