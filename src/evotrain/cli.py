@@ -395,7 +395,8 @@ def _score(value: float | None) -> str:
 
 def _rounds_table(rounds: list[RoundStatus]) -> Table:
     table = Table(title="campaign")
-    for col in ("round", "state", "candidates", "finished", "ok", "best candidate objective", "best external submitted"):
+    columns = ("round", "state", "candidates", "finished", "ok", "best candidate objective", "best external submitted")
+    for col in columns:
         table.add_column(col)
     for r in rounds:
         ok = sum(1 for c in r.candidates if c.stage == "done")
