@@ -517,3 +517,22 @@ def test_a_combination_that_gains_under_the_threshold_carries_its_changes_over(t
     reason = next(p.reason for p in r3.changelog if p.action == "combine")
     assert "r0001/c02-optimizer (carried over from the round 2 combination)" in reason
     assert "r0002/c02-combination" not in r3.replicate  # the new combination holds its changes, and more
+
+
+def test_a_dev_win_the_external_target_contradicts_is_rerun_only_within_the_external_noise(tmp_path: Path) -> None:
+    for external, rerun in ((0.69, True), (0.60, False)):
+        c = SyntheticCampaign(tmp_path / str(rerun))
+        c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=400)
+        c.run(1, "c09-anchor", role="anchor", skill=0.6, seed=1)
+        c.run(1, "c02-optimizer", axis="optimizer", skill=0.75, external=external, recipe=LR3,
+              changes=[change("optimizer", "lr", 0.001, 0.003)])  # fmt: skip
+        nxt = step(c, initial_policy(SPEC))
+        assert nxt.standing_recipe.source is None
+        if rerun:
+            assert nxt.replicate == ["r0001/c02-optimizer"]
+            reason = next(p.reason for p in nxt.changelog if p.action == "replicate")
+            assert "within the external noise, so one more seed and probe" in reason
+        else:
+            assert nxt.replicate == []
+            reason = next(p.reason for p in nxt.changelog if p.action == "not_promoted")
+            assert "no better than its round's anchor" in reason

@@ -56,8 +56,11 @@ def test_the_first_cut() -> None:
 def test_levers_trap_and_rebalancing_are_one_move_each(spec: SubstrateSpec) -> None:
     assert ("train.schedule", "constant") in _reachable(spec, "optimizer", "schedule")
     assert ("train.warmup_steps", 0) in _reachable(spec, "optimizer", "warmup")
+    clip = spec.search.axes["optimizer"].knobs["grad_clip"]
     clips = [v for _, v in _reachable(spec, "optimizer", "grad_clip")]
-    assert clips and all(0.2 <= v <= 0.6 for v in clips) and any(0.45 <= v <= 0.55 for v in clips)
+    # Every move stays inside the declared range (draws across it included); the measured lever, clipping near 0.5,
+    # is one of them.
+    assert clips and all(clip.low <= v <= clip.high for v in clips) and any(0.45 <= v <= 0.55 for v in clips)
     assert ("lora.rank", 16) in _reachable(spec, "capacity", "rank")
     equations = [v for key, v in _reachable(spec, "data_mix", "mix") if key == "data.mix.equations"]
     assert 4.0 in equations  # the proxy trap: the weak dev domain upweighted

@@ -220,10 +220,10 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
         )
         vetoes = [r for r in refusals if r.rule == "external_authoritative"]
         if vetoes:
-            if c.runs < MAX_RUNS:
-                # One external score has the external noise too: a dev win it contradicts gets one more run (and,
-                # ranked high, one more probe) before it is dropped.
-                again.append((c, f"{vetoes[0].reason}; one more seed, one more external probe"))
+            if c.runs < MAX_RUNS and _contradiction_within_noise(step, c, required):
+                # One external score has the external noise too: a dev win it contradicts only within that noise
+                # gets one more run (and, ranked high, one more probe) before it is dropped.
+                again.append((c, f"{vetoes[0].reason}; within the external noise, so one more seed and probe"))
             else:
                 step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
@@ -290,6 +290,19 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
         )
     _queue_replicates(step, again)
     return promoted
+
+
+def _contradiction_within_noise(step: _Step, c: _Contender, required: float) -> bool:
+    """Whether the external target's contradiction of a dev win could be its noise: the external shortfall is inside
+    the external threshold, and the win still clears its threshold under the reweighted objective (when domains are
+    untrusted: a gain that sits in a distrusted domain is no reason to spend a run)."""
+    ext_threshold = step.evidence.calibration.external_threshold
+    if c.run.external_gain is not None and (ext_threshold is None or c.run.external_gain <= -ext_threshold):
+        return False
+    if step.nxt.objective.untrusted_domains:
+        reweighted = _reweighted_gain(step, c.run)
+        return reweighted is not None and reweighted > required
+    return True
 
 
 CONCENTRATED_SHARE = 0.6  # a gain is "concentrated" when one domain contributes at least this share of it
