@@ -17,8 +17,9 @@ from evotrain.fileio import atomic_write_bytes, fsync_dir
 from evotrain.policy.constitution import DEFAULT_CONSTITUTION_PATH, Constitution, load_constitution
 from evotrain.policy.initial import initial_policy
 from evotrain.records.layout import CampaignPaths
+from evotrain.sandbox.knobs import check_knobs
 from evotrain.substrate.snapshot import SubstrateHashes, load_hashes, save_hashes, snapshot_substrate, verify_snapshot
-from evotrain.substrate.spec import SubstrateSpec, load_spec
+from evotrain.substrate.spec import SubstrateSpec, check_paths, load_spec
 
 
 def init_campaign(
@@ -38,6 +39,8 @@ def init_campaign(
             fix="pick a new folder, or continue this campaign with `evotrain run`",
         )
     spec = load_spec(substrate)
+    check_paths(spec, substrate)
+    check_knobs(substrate, spec)
     constitution_src = constitution or DEFAULT_CONSTITUTION_PATH
     load_constitution(constitution_src)  # validate before copying anything
 

@@ -17,7 +17,7 @@ from evotrain.campaign.config import CampaignConfig
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
 from evotrain.campaign.plan import plan_round
 from evotrain.campaign.store import CampaignStore
-from evotrain.errors import EvotrainError, IntegrityError
+from evotrain.errors import ConfigError, EvotrainError, IntegrityError
 from evotrain.evidence.collector import collect_evidence
 from evotrain.executors.local import LocalExecutor
 from evotrain.executors.protocol import Executor
@@ -119,8 +119,9 @@ class Campaign:
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self, *, rounds: int, workers: int | None = None, parallel: int | None = None) -> list[Evidence]:
         """Run (or resume) until `rounds` rounds are closed in total; returns the evidence of rounds closed now."""
-        workers = workers or self.config.run.workers
-        parallel = parallel or self.config.run.parallel
+        workers = workers if workers is not None else self.config.run.workers
+        parallel = parallel if parallel is not None else self.config.run.parallel
+        check_run_counts(rounds=rounds, workers=workers, parallel=parallel)
         closed: list[Evidence] = []
         with self.store.lock():
             for round_no in range(1, rounds + 1):
@@ -231,6 +232,17 @@ class Campaign:
             futures = {cid: pool.submit(submit_candidate, ctx, target, cp, m) for cid, (cp, m) in to_submit.items()}
             submitted = {cid: f.result() for cid, f in futures.items()}
         return [submitted.get(m.candidate_id, m) for m in manifests]
+
+
+def check_run_counts(*, rounds: int, workers: int, parallel: int) -> None:
+    """`run`'s counts, checked before anything is written: a round needs the anchor and at least one worker."""
+    for flag, value, least, why in (
+        ("--rounds", rounds, 1, "the total number of rounds the campaign should have"),
+        ("--workers", workers, 2, "a round needs the anchor and at least one worker"),
+        ("--parallel", parallel, 1, "at least one candidate runs at a time"),
+    ):
+        if value < least:
+            raise ConfigError(f"{flag} {value}: {why}", fix=f"pass {flag} {least} or more")
 
 
 def choose_submissions(ctx: RoundContext, manifests: list[Manifest]) -> set[str]:

@@ -46,8 +46,9 @@ from evotrain.hf_lora.model import SMOLLM2, resolve_model
 from evotrain.puzzles.build import AnswerRecord, tree_fingerprint, write_answers
 from evotrain.puzzles.generators import FAMILIES
 from evotrain.puzzles.splits import HIDDEN_SPLITS, SIZES, make_split
+from evotrain.sandbox.knobs import check_knobs
 from evotrain.substrate.seal import seal_substrate
-from evotrain.substrate.spec import STEP_NAMES, load_spec
+from evotrain.substrate.spec import STEP_NAMES, check_paths, load_spec
 
 TEMPLATE = Path(__file__).resolve().parent / "substrate_template"
 TEMPLATE_FILES = (
@@ -357,10 +358,12 @@ def build_substrate(
         if gpus:
             spec_values |= {f"resources.{step}.gpus": gpus for step in STEP_NAMES if step != "prepare"}
         _edit_toml(stage / "evotrain.toml", spec_values)
+        doc = tomlkit.parse((stage / "evotrain.toml").read_text())
         if not external:
-            doc = tomlkit.parse((stage / "evotrain.toml").read_text())
             del doc["commands"]["predict"]
-            atomic_write_text(stage / "evotrain.toml", tomlkit.dumps(doc))
+        if model_outside:  # no model/ folder to freeze: a frozen glob that matches nothing is refused by init
+            doc["frozen"] = [p for p in doc["frozen"] if p != "model/**"]
+        atomic_write_text(stage / "evotrain.toml", tomlkit.dumps(doc))
         mix = tomlkit.table()
         for family in domains:
             mix[family] = 1.0
@@ -371,7 +374,9 @@ def build_substrate(
         _edit_toml(eval_config, {"model.path": model_value, **EVALUATIONS[evaluation], **own})
         _check_eval_config(eval_config)
 
-        load_spec(stage)  # the written evotrain.toml must parse: fail here, not at `evotrain init`
+        written = load_spec(stage)  # the written evotrain.toml must parse and fit the files: fail here, not at init
+        check_paths(written, stage)
+        check_knobs(stage, written)
         fingerprint = tree_fingerprint(stage)
     result = HfLoraBuild(
         path=dest,

@@ -97,6 +97,21 @@ def read_knob(sandbox: Path, knob: Knob) -> Any:
     return value
 
 
+def check_knobs(substrate: Path, spec: SubstrateSpec) -> None:
+    """Every declared knob reads from the substrate's own files (its key exists, its value fits its type), so no
+    axis is declared whose every trial would fail; ConfigError names the file, the key and the knob."""
+    for axis_name, axis in spec.search.axes.items():
+        for knob_name, knob in axis.knobs.items():
+            try:
+                read_knob(substrate, knob)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{exc.message} (knob search.axes.{axis_name}.knobs.{knob_name} of evotrain.toml)",
+                    path=exc.path,
+                    fix="add the key to the file, or correct the knob's `file`, `key` or `type` in evotrain.toml",
+                ) from None
+
+
 def write_knob(sandbox: Path, knob: Knob, value: Any) -> None:
     """Set the knob to `value` (type- and range-checked), keeping the rest of the file byte for byte."""
     path = sandbox / knob.file

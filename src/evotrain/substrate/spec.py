@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evotrain.errors import ConfigError
+from evotrain.fileio import iter_tree
 
 SPEC_FILENAME = "evotrain.toml"
 STEP_NAMES = ("prepare", "train", "evaluate", "evaluate_all", "predict")
@@ -275,6 +276,34 @@ def parse_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("file not found", path=path, fix="create it, or pass the right path") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path, fix="correct the TOML syntax") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=path, fix="save the file as UTF-8"
+        ) from None
+
+
+def check_paths(spec: SubstrateSpec, substrate_dir: Path) -> None:
+    """The globs against the substrate's files: each `editable` and `frozen` pattern matches a file, and no file
+    is both editable and frozen. ConfigError names the pattern or the file."""
+    path = substrate_dir / SPEC_FILENAME
+    files = [relpath for relpath, _ in iter_tree(substrate_dir)]
+    for field, patterns in (("editable", spec.editable), ("frozen", spec.frozen)):
+        for pattern in patterns:
+            if not any(matches_any(f, [pattern]) for f in files):
+                raise ConfigError(
+                    f"field `{field}`: {pattern!r} matches no file of the substrate",
+                    path=path,
+                    fix=f"correct the pattern, or remove it from `{field}`",
+                )
+    for relpath in files:
+        if matches_any(relpath, spec.editable) and matches_any(relpath, spec.frozen):
+            editable = next(p for p in spec.editable if matches_any(relpath, [p]))
+            frozen = next(p for p in spec.frozen if matches_any(relpath, [p]))
+            raise ConfigError(
+                f"{relpath!r} is both editable ({editable!r}) and frozen ({frozen!r}); they must not overlap",
+                path=path,
+                fix="narrow one of the two patterns so that no file matches both",
+            )
 
 
 def load_spec(substrate_dir: Path) -> SubstrateSpec:
