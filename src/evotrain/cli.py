@@ -35,7 +35,7 @@ from evotrain import __version__
 from evotrain.campaign.audit import audit_campaign
 from evotrain.campaign.cancel import cancel_unfinished_jobs, unfinished_jobs
 from evotrain.campaign.init import init_campaign, open_campaign
-from evotrain.campaign.loop import Campaign
+from evotrain.campaign.loop import Campaign, RoundFailed
 from evotrain.campaign.status import RoundStatus, campaign_status
 from evotrain.campaign.store import CampaignStore
 from evotrain.campaign.trial_cli import trial_app
@@ -94,7 +94,7 @@ LONG_FLOAT = re.compile(r"-?\d+\.\d{6,}")
 
 
 def _fail(exc: EvotrainError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False)  # `[metric]` is no markup
     return typer.Exit(code=2)
 
 
@@ -165,6 +165,8 @@ class RichObserver:
         score = f"{manifest.selected.objective:.4f}" if manifest.selected else "-"
         status = manifest.failure.failure_class if manifest.failure else "ok"
         self.progress.console.print(f"  r{round_no} {name:<28} {status:<14} objective {score}", highlight=False)
+        if manifest.failure:
+            self.progress.console.print(f"      {manifest.failure.one_line()}", highlight=False, markup=False)
 
     def round_closed(self, round_no: int, evidence: Evidence, next_policy: Policy) -> None:
         for change in next_policy.changelog:
@@ -278,6 +280,14 @@ def run(
     round_usd: Annotated[float | None, typer.Option(help="max USD of all workers of a round")] = None,
     price_in: Annotated[float, typer.Option(help="USD per 1M input tokens (default 0: a local model)")] = 0.0,
     price_out: Annotated[float, typer.Option(help="USD per 1M output tokens")] = 0.0,
+    keep_going: Annotated[
+        bool,
+        typer.Option(
+            "--keep-going",
+            help="go on after a round in which no candidate succeeded (default: stop there, exit 2; "
+            "or \\[run] keep_going = true in campaign.toml)",
+        ),
+    ] = False,
 ) -> None:
     """Run, or resume after a kill, the campaign's rounds."""
     try:
@@ -295,7 +305,13 @@ def run(
         demo = _demo_without_server(run_dir)
         with _demo_server(demo) if demo is not None else nullcontext():
             _run_with_progress(
-                run_dir, rounds=rounds, workers=workers, parallel=parallel, executor=executor, agents=agents
+                run_dir,
+                rounds=rounds,
+                workers=workers,
+                parallel=parallel,
+                executor=executor,
+                agents=agents,
+                keep_going=True if keep_going else None,
             )
         console.print(verdict_line(_verdict(run_dir)), highlight=False, soft_wrap=True)
     except EvotrainError as exc:
@@ -356,6 +372,7 @@ def _run_with_progress(
     parallel: int | None,
     executor: str | None = None,
     agents: AgentChoice | None = None,
+    keep_going: bool | None = None,
 ) -> None:
     started = time.monotonic()
     paths, _ = open_campaign(run_dir)
@@ -384,7 +401,11 @@ def _run_with_progress(
                 worker=build_worker(agents),
                 meta_agent=build_meta_agent(agents),
             )
-            campaign.run(rounds=rounds, workers=workers, parallel=parallel)
+            try:
+                campaign.run(rounds=rounds, workers=workers, parallel=parallel, keep_going=keep_going)
+            except RoundFailed:
+                console.print(_rounds_table(campaign_status(paths)))
+                raise
     console.print(f"[green]done[/] in {time.monotonic() - started:.0f} s — `evotrain report {run_dir}` for the report")
     console.print(_rounds_table(campaign_status(paths)))
 
@@ -512,7 +533,18 @@ def result(
 
 def _status_view(paths: CampaignPaths) -> Group:
     rounds = campaign_status(paths)
-    return Group(_rounds_table(rounds), *(_candidates_table(r) for r in rounds if r.state == "running"))
+    running = [_candidates_table(r) for r in rounds if r.state == "running"]
+    return Group(_rounds_table(rounds), *running, *_failure_lines(rounds))
+
+
+def _failure_lines(rounds: list[RoundStatus]) -> list[Text]:
+    """Each failed candidate's class and message, one line each (the manifest holds the same text)."""
+    failed = [(r.round, c) for r in rounds for c in r.candidates if c.failure]
+    if not failed:
+        return []
+    lines = [Text(f"failed candidates ({len(failed)}):", style="bold red")]
+    lines += [Text(f"  {c.candidate_id}: {c.failure}") for _, c in failed]
+    return lines
 
 
 @app.command()
@@ -644,3 +676,61 @@ def cancel(run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)
 
 def main() -> None:
     sys.exit(app())
+
+
+@app.command()
+def check(
+    substrate: Annotated[Path, typer.Argument(metavar="SUBSTRATE", help="folder holding evotrain.toml")],
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="where the trial runs (new or empty) [default: a new temp folder]")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="the trial's seed")] = 0,
+) -> None:
+    """Run the substrate's anchor trial once, outside any campaign (prepare, train, evaluate, predict), validate
+    every report and the predictions file, and print what it found; exit 1 on a problem."""
+    import tempfile
+
+    from evotrain.campaign.check import check_substrate
+
+    folder = directory or Path(tempfile.mkdtemp(prefix="evotrain-check-"))
+    try:
+        console.print(f"checking {substrate} in {folder} (the anchor trial, as round 1 would run it)", highlight=False)
+        result = check_substrate(substrate, folder, seed=seed)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    console.print(_check_view(result))
+    if not result.ok:
+        raise typer.Exit(code=1)
+
+
+def _check_view(result: Any) -> RenderableType:
+    steps = Table(title="steps", title_justify="left")
+    for col in ("step", "status", "wall s"):
+        steps.add_column(col)
+    for s in result.steps:
+        status = s.status if s.status == "succeeded" else f"[red]{s.status}[/]"
+        steps.add_row(s.step, status, f"{s.wall_s:.1f}")
+    parts: list[RenderableType] = [steps]
+    if result.checkpoints:
+        domains = list(result.checkpoints[0].domains)
+        reports = Table(title=f"evaluation reports (valid; metric {result.metric})", title_justify="left")
+        for col in ("checkpoint", "overall", *(f"{d} (n)" for d in domains)):
+            reports.add_column(col)
+        for c in result.checkpoints:
+            cells = [f"{c.domains[d].score:.4f} ({c.domains[d].n})" for d in domains]
+            reports.add_row(c.checkpoint, f"{c.overall:.4f}", *cells)
+        parts.append(reports)
+    if result.selected is not None:
+        parts.append(Text(f"selected {result.selected.checkpoint}: objective {result.selected.objective:.4f}"))
+    if result.predictions is not None:
+        parts.append(Text(f"predictions: {result.predictions} items in {result.predictions_file} (valid)"))
+    if result.ok:
+        parts.append(Text.from_markup(f"[green]check passed[/]: files in {escape(str(result.folder))}"))
+    else:
+        parts.append(Text(f"check failed: {len(result.problems)} problem(s)", style="bold red"))
+        parts += [Text(f"  ✗ {problem}") for problem in result.problems]
+        if result.stderr_tail:
+            parts.append(Text("the failed step's stderr ends:"))
+            parts += [Text(f"    {line}") for line in result.stderr_tail]
+        parts.append(Text(f"logs and outputs: {result.folder}"))
+    return Group(*parts)

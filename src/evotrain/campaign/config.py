@@ -19,6 +19,7 @@ class RunDefaults(BaseModel):
 
     workers: Annotated[int, Field(ge=1)] = 4
     parallel: Annotated[int, Field(ge=1)] = 2
+    keep_going: bool = False  # go on after a round in which no candidate succeeded (default: stop the campaign)
 
 
 class CampaignConfig(BaseModel):

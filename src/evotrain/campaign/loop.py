@@ -117,11 +117,23 @@ class Campaign:
         return build_target(self.config.external) if self.config.external else None
 
     # ---- the loop -------------------------------------------------------------------------------------------
-    def run(self, *, rounds: int, workers: int | None = None, parallel: int | None = None) -> list[Evidence]:
-        """Run (or resume) until `rounds` rounds are closed in total; returns the evidence of rounds closed now."""
+    def run(
+        self,
+        *,
+        rounds: int,
+        workers: int | None = None,
+        parallel: int | None = None,
+        keep_going: bool | None = None,
+    ) -> list[Evidence]:
+        """Run (or resume) until `rounds` rounds are closed in total; returns the evidence of rounds closed now.
+
+        A round closed now in which no candidate succeeded stops the campaign (RoundFailed) unless `keep_going`
+        (default: `[run] keep_going` in campaign.toml); the round stays closed, so a later run resumes after it.
+        """
         workers = workers if workers is not None else self.config.run.workers
         parallel = parallel if parallel is not None else self.config.run.parallel
         check_run_counts(rounds=rounds, workers=workers, parallel=parallel)
+        keep_going = self.config.run.keep_going if keep_going is None else keep_going
         closed: list[Evidence] = []
         with self.store.lock():
             for round_no in range(1, rounds + 1):
@@ -130,6 +142,8 @@ class Campaign:
                     continue
                 evidence = self._run_round(round_paths, workers=workers, parallel=parallel)
                 closed.append(evidence)
+                if not keep_going:
+                    stop_if_nothing_succeeded(self.store, round_no)
         return closed
 
     def _run_round(self, round_paths: RoundPaths, *, workers: int, parallel: int) -> Evidence:
@@ -243,6 +257,25 @@ def check_run_counts(*, rounds: int, workers: int, parallel: int) -> None:
     ):
         if value < least:
             raise ConfigError(f"{flag} {value}: {why}", fix=f"pass {flag} {least} or more")
+
+
+class RoundFailed(EvotrainError):
+    """A round in which no candidate succeeded: the campaign stops rather than build on nothing."""
+
+
+def stop_if_nothing_succeeded(store: CampaignStore, round_no: int) -> None:
+    manifests = [m for m in store.manifests(up_to_round=round_no) if m.round == round_no]
+    if any(m.ok for m in manifests):
+        return
+    first = next((m for m in manifests if m.failure is not None), None)
+    cause = f" (first: {first.candidate_id} {first.failure.one_line()})" if first and first.failure else ""
+    raise RoundFailed(
+        f"round {round_no}: none of its {len(manifests)} candidates succeeded, so the campaign stops{cause}",
+        path=store.paths.round(round_no).root,
+        fix="fix the cause (`evotrain status` lists each failure; `evotrain check SUBSTRATE` tries a substrate), "
+        "then `evotrain run` resumes with the next round; a broken substrate needs a new `evotrain init`; "
+        "`--keep-going` (or [run] keep_going = true in campaign.toml) goes on past such rounds",
+    )
 
 
 def choose_submissions(ctx: RoundContext, manifests: list[Manifest]) -> set[str]:

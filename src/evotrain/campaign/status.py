@@ -35,6 +35,7 @@ class CandidateStatus(BaseModel):
     last_metric_checkpoint: str | None = None
     since: float | None = None  # unix time of its last trace event (how long it has been in this stage)
     finished: bool = False  # its manifest is written
+    failure: str | None = None  # a finished candidate's failure, on one line (class, step, message, fix)
 
 
 class RoundStatus(BaseModel):
@@ -95,6 +96,7 @@ def _candidate_status(
             axis=m.axis,
             stage=m.failure.failure_class if m.failure else "done",
             finished=True,
+            failure=m.failure.one_line() if m.failure else None,
             objective=m.selected.objective if m.selected else None,
             external=m.external.score if m.external else None,
             step=m.checkpoints[-1].checkpoint if m.checkpoints else None,

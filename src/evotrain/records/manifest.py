@@ -64,6 +64,12 @@ class Failure(BaseModel):
     message: str
     exit_code: int | None = None
 
+    def one_line(self) -> str:
+        """`class at step: message` on one line (a message's `fix:` line joined with a dash), for terminals."""
+        where = f" at {self.step}" if self.step else ""
+        message = " — fix: ".join(" ".join(part.split()) for part in self.message.split("\n  fix: "))
+        return f"{self.failure_class}{where}: {message}"
+
 
 class DomainScore(BaseModel):
     score: float
