@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up evotrain in ./.venv on a fresh machine: torch first (pinned; a CPU build where one is provided),
-# then evotrain with its test tools. Safe to re-run.
+# then evotrain with its test tools (and the MLflow client, mlflow-skinny, through the dev extra). Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

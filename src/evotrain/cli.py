@@ -7,7 +7,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
@@ -150,9 +150,10 @@ class RichObserver:
     bar and the table never disagree.
     """
 
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, after_round: Callable[[], None] | None = None) -> None:
         self.progress = progress
         self.round_task: TaskID | None = None
+        self.after_round = after_round  # e.g. log the campaign to MLflow
 
     def round_started(self, round_no: int, plans: list[CandidatePlan]) -> None:
         self.round_task = self.progress.add_task(f"round {round_no}", total=len(plans))
@@ -174,6 +175,8 @@ class RichObserver:
         if self.round_task is not None:
             self.progress.remove_task(self.round_task)
         self.progress.console.print(f"[bold]round {round_no} closed[/]", highlight=False)
+        if self.after_round is not None:
+            self.after_round()
 
 
 class CampaignProgress(Progress):
@@ -288,6 +291,14 @@ def run(
             "or \\[run] keep_going = true in campaign.toml)",
         ),
     ] = False,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URI",
+            help="log the campaign to MLflow as rounds close, e.g. sqlite:///abs/mlflow.db "
+            "(default: \\[tracking] mlflow in campaign.toml; docs/tracking.md)",
+        ),
+    ] = None,
 ) -> None:
     """Run, or resume after a kill, the campaign's rounds."""
     try:
@@ -302,6 +313,8 @@ def run(
             agent, meta, agent_model, agent_base_url, meta_model,
             [agent_turns, agent_wall_s, agent_tokens, agent_usd, round_tokens, round_usd], price_in, price_out,
         )  # fmt: skip
+        tracking_uri = mlflow or (config.tracking.mlflow if config.tracking else None)
+        after_round = _mlflow_logger(run_dir, tracking_uri) if tracking_uri else None
         demo = _demo_without_server(run_dir)
         with _demo_server(demo) if demo is not None else nullcontext():
             _run_with_progress(
@@ -312,6 +325,7 @@ def run(
                 executor=executor,
                 agents=agents,
                 keep_going=True if keep_going else None,
+                after_round=after_round,
             )
         console.print(verdict_line(_verdict(run_dir)), highlight=False, soft_wrap=True)
     except EvotrainError as exc:
@@ -319,6 +333,24 @@ def run(
     except KeyboardInterrupt:
         err_console.print(f"[yellow]stopped[/]: running steps cancelled; `evotrain run {run_dir}` resumes")
         raise typer.Exit(code=130) from None
+
+
+def _mlflow_logger(run_dir: Path, uri: str) -> Callable[[], None]:
+    """Log what is already there now (a wrong URI or a missing MLflow stops `run` before a round starts), then
+    return the logger each closed round calls; one that fails then only warns: the campaign goes on."""
+    from evotrain.tracking.mlflow import log_campaign
+
+    logged = log_campaign(run_dir, uri)
+    console.print(f"MLflow: logging to {logged.uri}, experiment {logged.experiment!r}", highlight=False, soft_wrap=True)
+
+    def after_round() -> None:
+        try:
+            log_campaign(run_dir, uri)
+        except Exception as exc:  # a tracking server down must not stop the campaign; the files have it all
+            err_console.print(f"[yellow]MLflow logging failed[/]: {escape(str(exc))}; `evotrain mlflow {run_dir}` "
+                              "logs the campaign later", highlight=False)  # fmt: skip
+
+    return after_round
 
 
 def _demo_without_server(run_dir: Path) -> Any:
@@ -373,6 +405,7 @@ def _run_with_progress(
     executor: str | None = None,
     agents: AgentChoice | None = None,
     keep_going: bool | None = None,
+    after_round: Callable[[], None] | None = None,
 ) -> None:
     started = time.monotonic()
     paths, _ = open_campaign(run_dir)
@@ -397,7 +430,7 @@ def _run_with_progress(
             campaign = Campaign(
                 run_dir,
                 executor=stoppable,
-                observer=RichObserver(progress),
+                observer=RichObserver(progress, after_round),
                 worker=build_worker(agents),
                 meta_agent=build_meta_agent(agents),
             )
@@ -734,3 +767,30 @@ def _check_view(result: Any) -> RenderableType:
             parts += [Text(f"    {line}") for line in result.stderr_tail]
         parts.append(Text(f"logs and outputs: {result.folder}"))
     return Group(*parts)
+
+
+@app.command(name="mlflow")
+def mlflow_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help=RUN_HELP)],
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI [default: \\[tracking] mlflow in campaign.toml, else sqlite:///RUN/mlflow.db]"
+        ),
+    ] = None,
+) -> None:
+    """Log a campaign to MLflow from its files (after the fact, or again: runs already logged are updated, never
+    duplicated): a parent run, and a child run per candidate with its params, metrics, tags and manifest."""
+    try:
+        from evotrain.tracking.mlflow import log_campaign
+
+        logged = log_campaign(run_dir, tracking_uri)
+    except EvotrainError as exc:
+        raise _fail(exc) from None
+    console.print(
+        f"[green]logged[/] {run_dir} to {escape(logged.uri)}: experiment {escape(logged.experiment)!r}, parent run "
+        f"{logged.parent_run_id}; candidate runs: {logged.created} created, {logged.updated} updated, "
+        f"{logged.unchanged} unchanged",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -22,6 +22,14 @@ class RunDefaults(BaseModel):
     keep_going: bool = False  # go on after a round in which no candidate succeeded (default: stop the campaign)
 
 
+class TrackingConfig(BaseModel):
+    """[tracking]: where `run` logs the campaign as it goes (docs/tracking.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mlflow: str | None = None  # an MLflow tracking URI, e.g. "sqlite:///abs/path/mlflow.db" or "http://host:5000"
+
+
 class CampaignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +43,7 @@ class CampaignConfig(BaseModel):
     external: ExternalConfig | None = None
     run: RunDefaults = RunDefaults()
     executor: ExecutorSettings | None = None  # [executor]: kind = "slurm" and [executor.slurm]
+    tracking: TrackingConfig | None = None
 
 
 def load_config(path: Path) -> CampaignConfig:

@@ -1,0 +1,1 @@
+"""Experiment trackers a campaign can be logged to (MLflow), read from its files."""
