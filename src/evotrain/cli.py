@@ -168,6 +168,12 @@ class RichObserver:
         self.progress.console.print(f"  r{round_no} {name:<28} {status:<14} objective {score}", highlight=False)
         if manifest.failure:
             self.progress.console.print(f"      {manifest.failure.one_line()}", highlight=False, markup=False)
+        for warning in manifest.training_warnings:
+            self.progress.console.print(
+                f"  [yellow]warning[/]: {manifest.candidate_id}: training summary {warning} is not a finite number "
+                "(left out of the manifest's training values)",
+                highlight=False,
+            )
 
     def round_closed(self, round_no: int, evidence: Evidence, next_policy: Policy) -> None:
         for change in next_policy.changelog:

@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from evotrain.errors import IntegrityError
+
 HASH_CHUNK_BYTES = 4 * 1024 * 1024
 
 # Never part of a snapshot, fork or check: VCS metadata and caches that running Python or pytest leaves behind.
@@ -81,7 +83,8 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the complete lines of a JSONL file; a torn last line (a crash mid-append) is ignored."""
+    """Yield the complete lines of a JSONL file; a torn last line (a crash mid-append) is ignored, a damaged line
+    before it is an IntegrityError naming the file and the line (a kill cannot leave one: it was edited)."""
     if not path.exists():
         return
     with open(path, encoding="utf-8") as fh:
@@ -90,11 +93,18 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError:
             if i >= len(lines) - 2:  # only the final line may be torn
                 return
-            raise
+            raise IntegrityError(
+                f"line {i + 1} is not valid JSON (damaged in the middle of the file, not torn by a kill)",
+                path=path,
+                fix="restore the file; without a copy, delete that line and run `evotrain audit RUN`",
+            ) from None
+        if not isinstance(record, dict):
+            raise IntegrityError(f"line {i + 1} is not a JSON object", path=path, fix="restore the file")
+        yield record
 
 
 @contextlib.contextmanager

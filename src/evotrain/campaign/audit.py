@@ -48,11 +48,17 @@ def audit_campaign(run_dir: Path) -> list[str]:
         manifests = [m for cp in round_paths.candidates() if (m := _audit_manifest(paths, cp, policy, problems))]
         history.extend(manifests)
         if any(isinstance(e, RoundClosed) for e in events):
+            for cp in round_paths.candidates():
+                _audit_closed_trace(cp, problems)
             evidence = _audit_evidence(store, round_paths, events, problems)
             next_round = paths.round(round_paths.number + 1)
             next_policy = _load_policy(store, next_round, problems)
             written = [e for e in events if isinstance(e, PolicyWritten)]
             frozen = bool(written) and written[-1].meta == KeepPolicyMetaAgent.name
+            if not written:
+                problems.append(f"{round_paths.trace}: no policy_written event for a closed round (a line was deleted)")
+            elif next_policy is not None and next_policy.sha256() != written[-1].sha256:
+                problems.append(f"{next_round.policy_json}: does not match the hash recorded when it was written")
             if evidence is not None and next_policy is not None:
                 transition = (policy, next_policy, evidence, constitution, spec, history, frozen)
                 _audit_transition(*transition, next_round, problems)
@@ -76,7 +82,9 @@ def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, pr
     if not cp.manifest.exists():
         return None
     written = Trace(cp.trace).last("manifest_written")
-    if written is None or written.data.get("sha256") != hash_file(cp.manifest):
+    if written is None:
+        problems.append(f"{cp.trace}: no manifest_written event for the candidate's manifest (a line was deleted)")
+    elif written.data.get("sha256") != hash_file(cp.manifest):
         problems.append(f"{cp.manifest}: does not match the hash its trace recorded when the harness wrote it")
     try:
         manifest = Manifest.model_validate_json(cp.manifest.read_text())
@@ -98,6 +106,13 @@ def _audit_manifest(paths: CampaignPaths, cp: CandidatePaths, policy: Policy, pr
     return manifest
 
 
+def _audit_closed_trace(cp: CandidatePaths, problems: list[str]) -> None:
+    """In a closed round every step a trace started has finished (resuming finishes or re-runs it): a start with no
+    finish means a `step_finished` line was deleted."""
+    for job in Trace(cp.trace).started_unfinished():
+        problems.append(f"{cp.trace}: step {job.key} started and never finished in a closed round (a line was deleted)")
+
+
 def _audit_evidence(
     store: CampaignStore, round_paths: RoundPaths, events: list[RoundEvent], problems: list[str]
 ) -> Evidence | None:
@@ -105,7 +120,9 @@ def _audit_evidence(
     if not round_paths.evidence_json.exists():
         problems.append(f"{round_paths.evidence_json}: missing for a closed round")
         return None
-    if not written or written[-1].sha256 != hash_file(round_paths.evidence_json):
+    if not written:
+        problems.append(f"{round_paths.trace}: no evidence_written event for a closed round (a line was deleted)")
+    elif written[-1].sha256 != hash_file(round_paths.evidence_json):
         problems.append(f"{round_paths.evidence_json}: does not match the hash recorded when it was written")
     try:
         evidence = store.read_evidence(round_paths.number)

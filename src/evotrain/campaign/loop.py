@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import ValidationError
+
 from evotrain.campaign.config import CampaignConfig
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
 from evotrain.campaign.plan import plan_round
 from evotrain.campaign.store import CampaignStore
+from evotrain.campaign.verify import verify_closed_round, verify_pending_policy
 from evotrain.errors import ConfigError, EvotrainError, IntegrityError
 from evotrain.evidence.collector import collect_evidence
 from evotrain.executors.local import LocalExecutor
@@ -33,7 +36,7 @@ from evotrain.records.events import CandidatePlan, ExternalSkipped, Planned, Pol
 from evotrain.records.evidence import Evidence
 from evotrain.records.ids import worker_seeds
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
-from evotrain.records.manifest import Cost, ExternalResult, Failure, KnobChange, Manifest
+from evotrain.records.manifest import Cost, ExternalResult, Failure, KnobChange, Manifest, read_manifest
 from evotrain.records.policy import Policy, StandingRecipe
 from evotrain.sandbox.diff import editable_files_changed, recipe_diff, recipe_files_or_problem
 from evotrain.sandbox.fork import fork_sandbox, remove_sandbox
@@ -139,6 +142,7 @@ class Campaign:
             for round_no in range(1, rounds + 1):
                 round_paths = self.paths.round(round_no)
                 if self.store.closed(round_no) is not None:
+                    verify_closed_round(self.store, round_no)  # the next rounds plan on what it recorded
                     continue
                 evidence = self._run_round(round_paths, workers=workers, parallel=parallel)
                 closed.append(evidence)
@@ -149,7 +153,7 @@ class Campaign:
     def _run_round(self, round_paths: RoundPaths, *, workers: int, parallel: int) -> Evidence:
         constitution = verify_constitution(self.paths, self.config)
         spec, hashes = verify_substrate(self.paths, self.config)
-        policy = self.store.policy(round_paths.number)
+        policy = verify_pending_policy(self.store, round_paths.number, constitution=constitution, spec=spec)
         ctx = RoundContext(
             paths=self.paths,
             config=self.config,
@@ -325,6 +329,9 @@ def submit_candidate(ctx: RoundContext, target: ExternalTarget, cp: CandidatePat
         except EvotrainError as exc:
             trace.append("external_failed", reason=exc.render())
             return manifest
+        except ValidationError as exc:  # a target's score that is not a finite number
+            trace.append("external_failed", reason=f"{target.name}: not a valid score: {exc.errors()[0]['msg']}")
+            return manifest
         result = ExternalResult(
             target=target.name,
             checkpoint=manifest.selected.checkpoint,
@@ -347,7 +354,7 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
     cp = ctx.round.candidate(plan.name)
     trace = Trace(cp.trace)
     if trace.has("manifest_written") and cp.manifest.exists():
-        manifest = Manifest.model_validate_json(cp.manifest.read_text())
+        manifest = read_manifest(cp.manifest)
         ctx.observer.candidate_finished(ctx.round.number, manifest)
         return manifest
     cp.root.mkdir(parents=True, exist_ok=True)
@@ -406,6 +413,7 @@ def run_candidate(ctx: RoundContext, plan: CandidatePlan) -> Manifest:
         manifest = Manifest(
             **base,
             training=outcome.training,
+            training_warnings=outcome.training_warnings,
             checkpoints=outcome.checkpoints,
             selected=outcome.selected,
             failure=outcome.failure,

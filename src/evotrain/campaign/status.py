@@ -15,7 +15,7 @@ from evotrain.campaign.store import CampaignStore
 from evotrain.errors import EvotrainError
 from evotrain.records.events import Planned
 from evotrain.records.layout import CampaignPaths, CandidatePaths, RoundPaths
-from evotrain.records.manifest import Manifest
+from evotrain.records.manifest import read_manifest
 from evotrain.records.policy import SelectionObjective
 from evotrain.substrate.spec import Metric, load_spec
 from evotrain.trial.evaluation import load_eval_report, objective
@@ -89,7 +89,7 @@ def _candidate_status(
 ) -> CandidateStatus:
     cp = round_paths.candidate(str(plan["name"]))
     if cp.manifest.exists():
-        m = Manifest.model_validate_json(cp.manifest.read_text())
+        m = read_manifest(cp.manifest)
         return CandidateStatus(
             candidate_id=m.candidate_id,
             role=m.role,

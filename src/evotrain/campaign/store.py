@@ -13,14 +13,16 @@ import fcntl
 import os
 from collections.abc import Iterator
 
-from evotrain.errors import ConfigError, EvotrainError
+from pydantic import ValidationError
+
+from evotrain.errors import ConfigError, EvotrainError, IntegrityError
 from evotrain.evidence.render import render_evidence_markdown
 from evotrain.fileio import append_jsonl, atomic_write_json, atomic_write_text, hash_file, read_jsonl
 from evotrain.policy.render import render_policy_markdown
 from evotrain.records.events import ROUND_EVENT, EvidenceWritten, Planned, RoundClosed, RoundEvent
 from evotrain.records.evidence import Evidence
 from evotrain.records.layout import CampaignPaths
-from evotrain.records.manifest import Manifest
+from evotrain.records.manifest import Manifest, read_manifest
 from evotrain.records.meta import MetaRecord
 from evotrain.records.policy import Policy
 
@@ -65,7 +67,23 @@ class CampaignStore:
                 path=path,
                 fix="the previous round did not close; run `evotrain run` to resume it",
             )
-        return self.read_policy(round_no)
+        try:
+            return self.read_policy(round_no)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise IntegrityError(
+                f"not a valid policy ({detail})",
+                path=path,
+                fix=self._policy_fix(round_no),
+            ) from None
+
+    def _policy_fix(self, round_no: int) -> str:
+        if round_no == 1:
+            return "restore the file (init wrote it from the substrate); `evotrain audit RUN` lists what else changed"
+        return (
+            f"restore the file: its sha256 is the policy_written event of round {round_no - 1}'s round.jsonl; "
+            "`evotrain audit RUN` lists what else changed"
+        )
 
     def policy_or_none(self, round_no: int) -> Policy | None:
         """The round's policy, or None where it is missing or unreadable (for status views)."""
@@ -118,5 +136,5 @@ class CampaignStore:
                 continue
             for cp in round_paths.candidates():
                 if cp.manifest.exists():
-                    out.append(Manifest.model_validate_json(cp.manifest.read_text()))
+                    out.append(read_manifest(cp.manifest))
         return out

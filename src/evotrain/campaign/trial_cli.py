@@ -23,7 +23,7 @@ from evotrain.records.layout import CampaignPaths
 from evotrain.records.manifest import CheckpointEval, Failure
 from evotrain.substrate.spec import Step, SubstrateSpec, checkpoint_folders, load_spec
 from evotrain.trial.evaluation import BadOutputError, checkpoint_eval, load_eval_report, select_checkpoint
-from evotrain.trial.harness import missing_reports, read_training_summary
+from evotrain.trial.harness import missing_reports, non_finite_training_values, read_training_summary
 from evotrain.trial.steps import build_request, failure_class, run_step
 from evotrain.trial.trace import Trace
 from evotrain.workers.context import AgentContext, load_context
@@ -117,6 +117,8 @@ def train() -> None:
     names = trial.checkpoint_names()
     typer.echo(f"attempt {attempt}: train finished")
     typer.echo(f"training summary: {json.dumps(summary, sort_keys=True)}")
+    for warning in non_finite_training_values(summary_path):
+        typer.echo(f"warning: training summary {warning} is not a finite number (left out)")
     typer.echo(f"checkpoints: {', '.join(names) if names else '(none)'}")
     if not names:
         raise typer.Exit(code=1)

@@ -7,6 +7,7 @@ JSON object {"score": float, "domains": {...}?, "n": int?, "submission_id": str?
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import subprocess
 from pathlib import Path
@@ -57,9 +58,16 @@ def parse_score_output(stdout: str, command: str) -> ExternalScore:
         raise ExternalTargetError(f"external command printed nothing: {command}", fix="print the score last")
     last = lines[-1]
     try:
-        return ExternalScore(score=float(last))
+        number = float(last)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ExternalTargetError(
+                f"external command printed a score that is not a finite number ({last[:40]!r}): {command}",
+                fix="make the scorer print a finite number (a failed scoring should exit non-zero)",
+            )
+        return ExternalScore(score=number)
     try:
         return ExternalScore.model_validate(json.loads(last))
     except (json.JSONDecodeError, ValidationError) as exc:

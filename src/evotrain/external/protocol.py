@@ -6,14 +6,17 @@ Implementations: a user command (here); a leaderboard server and Kaggle implemen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+# A NaN or infinite score would be written to a manifest as null and refused when it is read back.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class ExternalScore(BaseModel):
-    score: float
-    domains: dict[str, float] | None = None
+    score: Finite
+    domains: dict[str, Finite] | None = None
     n: int | None = None
     submission_id: str | None = None
 

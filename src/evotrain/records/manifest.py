@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from evotrain.errors import IntegrityError
 
 MANIFEST_VERSION = 1
 
@@ -151,6 +154,7 @@ class Manifest(BaseModel):
     violations: list[Violation] = []
     policy_sha256: str
     training: dict[str, float] = {}
+    training_warnings: list[str] = []  # numbers of the training summary left out as not finite (a NaN loss)
     checkpoints: list[CheckpointEval] = []
     selected: Selection | None = None
     external: ExternalResult | None = None
@@ -163,3 +167,15 @@ class Manifest(BaseModel):
     @property
     def ok(self) -> bool:
         return self.failure is None and self.selected is not None
+
+
+def read_manifest(path: Path) -> Manifest:
+    """A candidate's manifest; a damaged one (truncated, edited into invalid JSON) is an IntegrityError naming it."""
+    try:
+        return Manifest.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise IntegrityError(
+            f"not a valid manifest ({exc.error_count()} error(s): {exc.errors()[0]['msg']})",
+            path=path,
+            fix="restore the file; `evotrain audit RUN` lists what else changed",
+        ) from None

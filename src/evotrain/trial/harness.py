@@ -31,6 +31,7 @@ class TrialOutcome(BaseModel):
     checkpoints: list[CheckpointEval] = []
     selected: Selection | None = None
     training: dict[str, float] = {}
+    training_warnings: list[str] = []  # summary numbers left out as not finite
     failure: Failure | None = None
     cost: Cost = Cost()
 
@@ -122,6 +123,18 @@ def read_training_summary(path: Path) -> dict[str, float] | Failure:
     }
 
 
+def non_finite_training_values(path: Path) -> list[str]:
+    """The training summary's numbers left out because they are not finite (`loss = nan`): a diverged run the
+    manifest must say, not drop silently."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if not isinstance(raw, dict):
+        return []
+    return [f"{k} = {v}" for k, v in raw.items() if isinstance(v, float) and not math.isfinite(v)]
+
+
 def run_trial_steps(
     *,
     candidate: CandidatePaths,
@@ -153,6 +166,7 @@ def run_trial_steps(
     if isinstance(summary, Failure):
         return failed(summary)
     result.training = summary
+    result.training_warnings = non_finite_training_values(candidate.work / "train_summary.json")
 
     names = list_checkpoints(candidate)
     if not names:
