@@ -3,7 +3,8 @@
 Each step is started with `/bin/sh -c` in a new session, so it leads its own process group and a timeout or a
 cancel reaches every process it started (a trainer's data-loader workers, a shell's grandchildren). GPUs are
 handed out as whole devices through `CUDA_VISIBLE_DEVICES`. A group whose resident memory passes its step's
-`memory_gb` is stopped and reported as `oom` (checked every second), as SLURM's `--mem` would on a cluster. A local
+`memory_gb` is stopped and reported as `oom` (checked every second, and when its timeout falls due: memory is checked
+before the timeout is declared), as SLURM's `--mem` would on a cluster. A local
 job cannot outlive the orchestrator usefully (nobody would reap it), so `recover` kills an orphan left by a dead
 orchestrator and the step is run again.
 """
@@ -294,11 +295,15 @@ class LocalExecutor:
                 job.cpu_s = rusage.ru_utime + rusage.ru_stime
                 job.leader_ended = now
                 job.proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen never reaps it again
-        if job.exit_status is None and not job.timed_out and now - job.started > job.request.resources.timeout_s:
-            job.timed_out = True
-            self._terminate(job, now)
-        if job.exit_status is None and job.term_sent_at is None and now >= job.next_memory_check:
-            self._check_memory(job, now)
+        if job.exit_status is None and job.term_sent_at is None:
+            # memory first: a group over memory_gb when its timeout falls due, or still dying of SIGTERM for it
+            # then, ran out of memory (oom), not of time
+            due = now - job.started > job.request.resources.timeout_s
+            if due or now >= job.next_memory_check:
+                self._check_memory(job, now)
+            if due and job.term_sent_at is None:
+                job.timed_out = True
+                self._terminate(job, now)
         if job.exit_status is None:
             self._escalate(job, now)
             return None
@@ -334,12 +339,6 @@ class LocalExecutor:
         status: StepStatus
         if job.cancelled:
             status, message = "cancelled", "cancelled: the process group was killed"
-        elif job.timed_out:
-            status = "timeout"
-            message = (
-                f"ran past timeout_s={job.request.resources.timeout_s:g}; "
-                f"the process group got SIGTERM, then SIGKILL after {self.term_grace_s:g} s"
-            )
         elif job.over_memory_bytes is not None:
             status = "oom"
             message = (
@@ -347,6 +346,12 @@ class LocalExecutor:
                 f"memory_gb={job.request.resources.memory_gb:g}; it got SIGTERM, then SIGKILL after "
                 f"{self.term_grace_s:g} s (raise [resources.{job.request.step}].memory_gb in evotrain.toml if the "
                 "step needs more)"
+            )
+        elif job.timed_out:
+            status = "timeout"
+            message = (
+                f"ran past timeout_s={job.request.resources.timeout_s:g}; "
+                f"the process group got SIGTERM, then SIGKILL after {self.term_grace_s:g} s"
             )
         elif exit_code < 0:
             sig = signal.Signals(-exit_code)
