@@ -185,11 +185,13 @@ def test_a_group_over_its_memory_gb_is_stopped_as_oom(tmp_path: Path) -> None:
         (1.2, True),  # stopped for memory at the 1 s check, still dying (it ignores SIGTERM) when the timeout falls due
     ],
 )
-def test_a_group_over_its_memory_gb_near_its_timeout_is_oom(tmp_path: Path, timeout_s: float, ignore_term: bool) -> None:
+def test_a_group_over_its_memory_gb_near_its_timeout_is_oom(
+    tmp_path: Path, timeout_s: float, ignore_term: bool
+) -> None:
     executor = LocalExecutor(cpus=2, gpus=[], term_grace_s=0.5)
     ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignore_term else ""
     hog = (
-        f"exec python3 -c '{ignore}import time; b = bytearray(200 * 2**20); b[::4096] = b\"x\" * len(b[::4096]); "
+        f'exec python3 -c \'{ignore}import time; b = bytearray(200 * 2**20); b[::4096] = b"x" * len(b[::4096]); '
         "time.sleep(30)'"
     )
     ref = executor.submit(request(tmp_path, hog, "hog", memory_gb=0.1, timeout_s=timeout_s))

@@ -3,10 +3,10 @@
 Each step is started with `/bin/sh -c` in a new session, so it leads its own process group and a timeout or a
 cancel reaches every process it started (a trainer's data-loader workers, a shell's grandchildren). GPUs are
 handed out as whole devices through `CUDA_VISIBLE_DEVICES`. A group whose resident memory passes its step's
-`memory_gb` is stopped and reported as `oom` (checked every second, and when its timeout falls due: memory is checked
-before the timeout is declared), as SLURM's `--mem` would on a cluster. A local
-job cannot outlive the orchestrator usefully (nobody would reap it), so `recover` kills an orphan left by a dead
-orchestrator and the step is run again.
+`memory_gb` is stopped and reported as `oom` (checked every second, and when its timeout falls due: memory is
+checked before the timeout is declared), as SLURM's `--mem` would on a cluster. A local job cannot outlive the
+orchestrator usefully (nobody would reap it), so `recover` kills an orphan left by a dead orchestrator and the step
+is run again.
 """
 
 from __future__ import annotations
