@@ -26,11 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 from evotrain.campaign.config import load_config
 from evotrain.campaign.init import init_campaign
 from evotrain.errors import EvotrainError
+from evotrain.executors.local import group_members, process_start_ticks
 from evotrain.external.config import LeaderboardTargetConfig
+from evotrain.fileio import atomic_write_json
 from evotrain.leaderboard.store import Budget, LeaderboardStore
 from evotrain.substrate.spec import SPEC_FILENAME
 
@@ -147,19 +150,23 @@ def serve_leaderboard(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        stop_leaderboard(server)
+        stop_leaderboard(server, db)
 
 
 def start_leaderboard(answers: Path, db: Path, *, timeout_s: float = 60.0) -> tuple[subprocess.Popen[bytes], str]:
     """`python -m evotrain leaderboard serve` on 127.0.0.1, a free port; returns once /healthz answers."""
     url_file = db.with_suffix(".url")
+    stop_stale_leaderboard(db)
     url_file.unlink(missing_ok=True)
     log = db.with_suffix(".log")
     command = [sys.executable, "-m", "evotrain", "leaderboard", "serve", "--answers", str(answers), "--db", str(db)]
-    command += ["--host", "127.0.0.1", "--port", "0", "--url-file", str(url_file)]
+    command += ["--host", "127.0.0.1", "--port", "0", "--url-file", str(url_file), "--parent-pid", str(os.getpid())]
     with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
-        # Its own session: Ctrl-C in the terminal reaches the demo, which then stops the server in order.
+        # Its own session: Ctrl-C in the terminal reaches the demo, which then stops the server in order; it stops
+        # by itself when the demo dies some other way (--parent-pid).
         server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    record = ServerRecord(pid=server.pid, start_ticks=process_start_ticks(server.pid), db=str(db.resolve()))
+    atomic_write_json(db.with_suffix(".pid"), record)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -175,19 +182,67 @@ def start_leaderboard(answers: Path, db: Path, *, timeout_s: float = 60.0) -> tu
                 raise EvotrainError(f"the leaderboard server did not start in {timeout_s:.0f} s", path=log)
             time.sleep(0.1)
     except BaseException:
-        stop_leaderboard(server)
+        stop_leaderboard(server, db)
         raise
 
 
-def stop_leaderboard(server: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    if server.poll() is not None:
-        return
-    os.killpg(server.pid, signal.SIGTERM)
+def stop_leaderboard(server: subprocess.Popen[bytes], db: Path, timeout_s: float = 10.0) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    pid_file = db.with_suffix(".pid")
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if ServerRecord.model_validate_json(pid_file.read_text()).pid == server.pid:
+            pid_file.unlink()
+
+
+class ServerRecord(BaseModel):
+    """`<db>.pid`: the leaderboard server a demo started, so a later demo can stop it if it outlived its demo."""
+
+    pid: int
+    start_ticks: int | None  # /proc/<pid>/stat field 22: tells our server from a later process given the same pid
+    db: str
+
+
+def stop_stale_leaderboard(db: Path, timeout_s: float = 10.0) -> bool:
+    """Stop the server `<db>.pid` records when it is still running and really is ours (the same process start
+    time, a `leaderboard serve` command on this database); True when one was stopped. A record of anything else is
+    only removed."""
+    pid_file = db.with_suffix(".pid")
     try:
-        server.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        record = ServerRecord.model_validate_json(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        pid_file.unlink(missing_ok=True)
+        return False
+    ours = _is_our_server(record, db)
+    if ours:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while group_members(record.pid) and time.monotonic() < deadline:  # its own session: pgid == pid
+            time.sleep(0.1)
+        if group_members(record.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(record.pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return ours
+
+
+def _is_our_server(record: ServerRecord, db: Path) -> bool:
+    """The recorded process is still the one started (same start time) and runs `leaderboard serve --db <db>`."""
+    if record.start_ticks is None or process_start_ticks(record.pid) != record.start_ticks:
+        return False
+    try:
+        words = Path(f"/proc/{record.pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    if "serve" not in words or "--db" not in words[:-1]:
+        return False
+    return Path(words[words.index("--db") + 1]).resolve() == db.resolve() == Path(record.db)
 
 
 def _healthy(url: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -111,3 +112,80 @@ def test_a_finished_demo_is_extended_by_demo_with_more_rounds_and_by_run(tmp_pat
     third = campaign_status(CampaignPaths(paths.campaign))[2]
     assert third.state == "closed" and any(c.external is not None for c in third.candidates)
     assert URL_ENV not in os.environ and TOKEN_ENV not in os.environ
+
+
+# ---- the server's lifetime: it dies with its demo, and a stale one is stopped by the next ---------------------
+def _alive(pid: int) -> bool:
+    from evotrain.executors.local import group_members
+
+    return bool(group_members(pid))
+
+
+def _wait_gone(pid: int, timeout_s: float = 15.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _alive(pid)
+
+
+def test_the_server_dies_with_its_demo_killed_by_sigkill(tmp_path: Path) -> None:
+    """`kill -9` of the demo's whole process group: the server sits in a session of its own, and stops by itself."""
+    import signal
+    import subprocess
+    import sys
+
+    answers = tmp_path / "hidden" / "answers.jsonl"
+    answers.parent.mkdir()
+    shutil.copy(EXAMPLES / "tiny_external_answers.jsonl", answers)
+    db = tmp_path / "hidden" / "leaderboard.sqlite"
+    script = (
+        "import sys, time; from pathlib import Path; from evotrain.demo import start_leaderboard; "
+        f"server, url = start_leaderboard(Path({str(answers)!r}), Path({str(db)!r})); "
+        "print(server.pid, flush=True); time.sleep(120)"
+    )
+    demo = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert demo.stdout is not None
+        server_pid = int(demo.stdout.readline())
+        assert _alive(server_pid) and db.with_suffix(".pid").exists()
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+        assert _wait_gone(server_pid), "the server outlived its demo"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(demo.pid, signal.SIGKILL)
+
+
+def test_a_rerun_stops_a_stale_server_it_recorded_and_nothing_else(tmp_path: Path) -> None:
+    import subprocess
+
+    from evotrain.demo import ServerRecord, start_leaderboard, stop_leaderboard
+    from evotrain.executors.local import process_start_ticks
+    from evotrain.fileio import atomic_write_json
+
+    answers = tmp_path / "answers.jsonl"
+    shutil.copy(EXAMPLES / "tiny_external_answers.jsonl", answers)
+    db = tmp_path / "leaderboard.sqlite"
+    stale, _ = start_leaderboard(answers, db)  # its demo "forgot" it: never stopped
+    fresh, url = start_leaderboard(answers, db)
+    try:
+        assert stale.wait(timeout=15) is not None, "the stale server was stopped"
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        assert ServerRecord.model_validate_json(db.with_suffix(".pid").read_text()).pid == fresh.pid
+    finally:
+        stop_leaderboard(fresh, db)
+        stop_leaderboard(stale, db)
+    assert not db.with_suffix(".pid").exists()
+    # a record naming some other process (a reused pid, another program) is dropped, the process left alone
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        record = ServerRecord(pid=other.pid, start_ticks=process_start_ticks(other.pid), db=str(db.resolve()))
+        atomic_write_json(db.with_suffix(".pid"), record)
+        again, _ = start_leaderboard(answers, db)
+        stop_leaderboard(again, db)
+        assert other.poll() is None, "a process that is not our server was not touched"
+    finally:
+        other.kill()
+        other.wait()

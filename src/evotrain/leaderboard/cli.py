@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import ipaddress
+import os
+import signal
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -57,6 +63,28 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_CHECK_S = 1.0
+
+
+def stop_with_parent(parent_pid: int, server: Any) -> None:
+    """Stop the server when the process that started it dies, however it dies (`kill -9` included): the kernel's
+    parent-death signal on Linux, and a thread that sees the server re-parented (for the rest, and for a parent
+    that died before the signal was asked for)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    def watch() -> None:
+        while not server.should_exit:
+            if os.getppid() != parent_pid:
+                server.should_exit = True
+                return
+            time.sleep(PARENT_CHECK_S)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -76,6 +104,9 @@ def serve(
     name: Annotated[str | None, typer.Option(help="the board's name (default: the answers file's stem)")] = None,
     max_body_mb: Annotated[float, typer.Option(help="largest request body accepted, in MiB")] = 32.0,
     url_file: Annotated[Path | None, typer.Option(help="write the server's URL here once it accepts requests")] = None,
+    parent_pid: Annotated[
+        int | None, typer.Option(help="stop when this process (the one that started the server) dies", hidden=True)
+    ] = None,
 ) -> None:
     """Serve a board: score submissions against hidden labels, under each campaign's budget."""
     import uvicorn
@@ -104,6 +135,8 @@ def serve(
         highlight=False,
     )
     server = uvicorn.Server(uvicorn.Config(create_app(board, store, settings), log_level="warning"))
+    if parent_pid is not None:
+        stop_with_parent(parent_pid, server)
     try:
         server.run(sockets=[sock])
     finally:
