@@ -20,7 +20,7 @@ from evotrain.records.layout import CandidatePaths
 from evotrain.records.manifest import CheckpointEval, Failure, Selection
 from evotrain.sandbox.fork import fork_sandbox
 from evotrain.substrate.snapshot import snapshot_substrate
-from evotrain.substrate.spec import Metric, load_spec
+from evotrain.substrate.spec import Metric, SubstrateSpec, load_spec
 from evotrain.trial.evaluation import BadOutputError, load_eval_report
 from evotrain.trial.harness import Predictions, list_checkpoints, run_predict, run_trial_steps
 from evotrain.trial.trace import Trace
@@ -85,7 +85,7 @@ def check_substrate(substrate: Path, folder: Path, *, seed: int = 0, executor: E
         result.stderr_tail = _stderr_tail(candidate, outcome.failure)
     result.problems += _other_bad_reports(candidate, spec.metric, outcome.failure)
     if outcome.selected is not None and spec.commands.predict is not None:
-        _check_predict(result, candidate, folder, outcome.selected.checkpoint, seed, executor, trace)
+        _check_predict(result, candidate, folder, spec, outcome.selected.checkpoint, seed, executor, trace)
     elif spec.commands.predict is None:
         result.problems.append(
             f"{substrate / 'evotrain.toml'}: [commands] declares no `predict`, so no external target can score a "
@@ -99,12 +99,12 @@ def _check_predict(
     result: CheckResult,
     candidate: CandidatePaths,
     folder: Path,
+    spec: SubstrateSpec,
     checkpoint: str,
     seed: int,
     executor: Executor,
     trace: Trace,
 ) -> None:
-    spec = load_spec(folder / "substrate")
     predicted = run_predict(
         candidate=candidate,
         campaign_root=folder,
