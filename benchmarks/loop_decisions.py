@@ -4,7 +4,7 @@ See docs/synthetic.md for the substrate and docs/benchmarks.md for results.
 
     nice -n 10 .venv/bin/python benchmarks/loop_decisions.py [--seeds 100] [--jobs 2] [--label NAME]
         [--rounds 4] [--workers 8] [--trap-round 3] [--arms trap,control] [--keep DIR] [--summary-only]
-        [--method evotrain|optuna-tpe|random|tpe-rules]
+        [--method evotrain|optuna-tpe|random|tpe-rules|guided] [--probe-share 0.5]
     .venv/bin/python benchmarks/loop_decisions.py --compare RESULTS.jsonl OTHER.jsonl ...
 
 For each campaign seed s (0 … seeds−1) and each arm (`trap`: the proxy trap on from round --trap-round;
@@ -69,7 +69,7 @@ CLEAR = 0.02  # a "clearly positive" true external effect (about one external sd
 SCHEMA = 1
 
 Arm = Literal["trap", "control"]
-Method = Literal["evotrain", "optuna-tpe", "random", "tpe-rules"]
+Method = Literal["evotrain", "optuna-tpe", "random", "tpe-rules", "guided"]
 
 
 def load_world() -> ModuleType:
@@ -284,6 +284,7 @@ def run_campaign(
     work: Path,
     keep: bool,
     method: Method = "evotrain",
+    probe_share: float = 0.5,
 ) -> CampaignResult:
     """Init (or resume) and run one campaign under `work`, read it back against the truth."""
     from evotrain.campaign.init import init_campaign
@@ -323,6 +324,10 @@ def run_campaign(
             from evotrain.workers.optuna_worker import OptunaWorker
 
             Campaign(run, worker=OptunaWorker("tpe")).run(rounds=rounds, workers=workers, parallel=1)
+        elif method == "guided":  # one-axis mutator probes and Optuna TPE proposals, rule meta agent
+            from evotrain.workers.guided import GuidedWorker
+
+            Campaign(run, worker=GuidedWorker(probe_share)).run(rounds=rounds, workers=workers, parallel=1)
         else:
             from evotrain.policy.meta_none import KeepPolicyMetaAgent
             from evotrain.workers.optuna_worker import OptunaWorker
@@ -711,9 +716,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--method",
         default="evotrain",
-        choices=("evotrain", "optuna-tpe", "random", "tpe-rules"),
-        help="evotrain (mutator workers, rule meta agent), a search baseline (its worker, meta agent `none`), or "
-        "tpe-rules (Optuna TPE workers under the rule meta agent)",
+        choices=("evotrain", "optuna-tpe", "random", "tpe-rules", "guided"),
+        help="evotrain (mutator workers, rule meta agent), a search baseline (its worker, meta agent `none`), "
+        "tpe-rules (Optuna TPE workers under the rule meta agent) or guided (`--agent guided`: one-axis mutator "
+        "probes and Optuna TPE proposals under the rule meta agent)",
+    )
+    parser.add_argument(
+        "--probe-share", type=float, default=0.5, help="guided: the share of a round's worker slots that are probes"
     )
     parser.add_argument("--results", type=Path, help="default: benchmarks/loop_decisions_<label>.jsonl")
     parser.add_argument("--work", type=Path, help="where campaigns run (default: a temporary folder)")
@@ -761,6 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             work=work,
             keep=args.keep,
             method=args.method,
+            probe_share=args.probe_share,
         )
         columns = (
             TextColumn("[bold]{task.description}"),

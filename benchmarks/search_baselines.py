@@ -6,6 +6,8 @@
 One puzzles substrate (the embedded default, built once with seed 0) and, per campaign seed 1..S, one evotrain
 campaign per method at the full demo's budget (rounds × workers trials, anchors counted, `--parallel` at a time):
   evotrain    the offline mutator workers and the rule meta agent (what `evotrain demo` runs);
+  evotrain-guided  `--agent guided`: half the worker slots one-axis mutator probes, half Optuna TPE proposals,
+              under the rule meta agent;
   optuna-tpe  `--agent optuna-tpe --meta none`: multivariate TPE over the whole declared space, policy frozen;
   random      `--agent random --meta none`: Optuna's RandomSampler over the same space, policy frozen.
 Every method gets its own leaderboard server (a real one, on 127.0.0.1) on the same hidden labels, with the same
@@ -59,6 +61,7 @@ RESULTS = ROOT / "benchmarks" / "search_baselines_results.jsonl"
 PLOT = ROOT / "docs" / "img" / "search_baselines.svg"
 METHODS: dict[str, AgentChoice] = {
     "evotrain": AgentChoice(agent="mutator", meta="rules"),
+    "evotrain-guided": AgentChoice(agent="guided", meta="rules"),
     "optuna-tpe": AgentChoice(agent="optuna-tpe", meta="none"),
     "random": AgentChoice(agent="random", meta="none"),
 }
@@ -279,6 +282,7 @@ def report(rows: list[dict[str, Any]], methods: list[str]) -> str:
             f"| {method} | {len(mine)} | {statistics.mean(gains):+.3f} ± {sd:.3f} | {positive}/{len(mine)} "
             f"| {diff} | {best_dev:.3f} | {n_dec}/{len(mine)} | {wall:.1f} |"
         )
+    lines += _against_baselines(by, seeds, methods)
     lines += [
         "",
         "Per seed (private gain of the pick): "
@@ -294,6 +298,35 @@ def report(rows: list[dict[str, Any]], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _against_baselines(by: dict[tuple[str, int], dict[str, Any]], seeds: list[int], methods: list[str]) -> list[str]:
+    """Each evotrain method against each search baseline on the seeds both ran: the ratio of mean gains and the
+    paired per-seed difference with its bootstrap interval."""
+    ours = [m for m in methods if m.startswith("evotrain")]
+    baselines = [m for m in methods if not m.startswith("evotrain")]
+    out = [
+        "",
+        "| evotrain method | against | seeds | mean gain, this / baseline (ratio) "
+        "| paired diff, mean [95 % bootstrap] |",
+        "|---|---|---|---|---|",
+    ]
+    for method in ours:
+        for baseline in baselines:
+            shared = [s for s in seeds if {(method, s), (baseline, s)} <= by.keys()]
+            if not shared:
+                continue
+            mine = [gain(by[(method, s)]) for s in shared]
+            theirs = [gain(by[(baseline, s)]) for s in shared]
+            diffs = [a - b for a, b in zip(mine, theirs, strict=True)]
+            low, high = bootstrap_ci(diffs)
+            ratio = statistics.mean(mine) / statistics.mean(theirs) if statistics.mean(theirs) > 0 else float("nan")
+            out.append(
+                f"| {method} | {baseline} | {len(shared)} | {statistics.mean(mine):+.3f} / "
+                f"{statistics.mean(theirs):+.3f} ({ratio:.2f}×) "
+                f"| {statistics.mean(diffs):+.3f} [{low:+.3f}, {high:+.3f}] |"
+            )
+    return out if len(out) > 3 else []
+
+
 def plot(rows: list[dict[str, Any]], methods: list[str], path: Path) -> None:
     import matplotlib
 
@@ -301,7 +334,7 @@ def plot(rows: list[dict[str, Any]], methods: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    colors = {"evotrain": "tab:blue", "optuna-tpe": "tab:orange", "random": "tab:gray"}
+    colors = {"evotrain": "tab:blue", "evotrain-guided": "tab:green", "optuna-tpe": "tab:orange", "random": "tab:gray"}
     for method in methods:
         mine = [r for r in rows if r["method"] == method]
         if not mine:

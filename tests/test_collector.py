@@ -179,6 +179,25 @@ def test_calibration_does_not_flag_a_domain_whose_gains_transfer(tmp_path: Path)
     assert cal.spearman is not None and cal.spearman > 0.5
 
 
+@pytest.mark.parametrize("transfers", [False, True])
+def test_a_proxy_domain_is_judged_by_its_excess_over_the_other_domains(tmp_path: Path, transfers: bool) -> None:
+    """Candidates that move several knobs at once raise every domain (+0.1, and the external target with them)
+    and `equations` by a further 0.15–0.2: the external gain is real, but it holds nothing of the extra equations
+    gain unless `transfers`. Judged on the raw gains the domain would pass as transferring either way."""
+    c = SyntheticCampaign(tmp_path)
+    for r, anchor_external in zip((1, 2, 3), (0.70, 0.71, 0.69), strict=True):
+        c.run(r, "c01-anchor", role="anchor", skill=0.6, external=anchor_external, external_n=2000)
+        for i, lift in enumerate((0.15, 0.2)):
+            external = anchor_external + 0.1 + (lift / 3 if transfers else 0.004 * (i - 0.5))
+            skill = {"cipher": 0.7, "equations": 0.7 + lift, "numeral": 0.7}
+            c.run(r, f"c0{i + 2}-optimizer", axis="optimizer", external=external, skill=skill)
+    cal = c.evidence(3, initial_policy(SPEC)).calibration
+    eq = next(d for d in cal.per_domain if d.domain == "equations")
+    assert eq.dev_gain_above_noise == 6
+    assert cal.decoupled_domains == ([] if transfers else ["equations"])
+    assert eq.external_flat_among_them == (0 if transfers else 6)
+
+
 def test_surprises_failed_anchor_and_dev_gain_without_external(tmp_path: Path) -> None:
     c = SyntheticCampaign(tmp_path)
     c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.7)

@@ -273,7 +273,7 @@ def run(
     ] = None,
     # ---- agent workers and meta agent (docs/agents.md) ----
     agent: Annotated[
-        str, typer.Option(help="worker backend: mutator, optuna-tpe, random, claude-code, codex or openai")
+        str, typer.Option(help="worker backend: mutator, guided, optuna-tpe, random, claude-code, codex or openai")
     ] = "mutator",
     meta: Annotated[
         str, typer.Option(help="meta agent: rules, llm or none (keeps the policy: for search baselines)")

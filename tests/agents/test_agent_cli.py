@@ -22,7 +22,7 @@ def test_unknown_agent_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert (
         "unknown backend: --agent 'gpt-everything'" in result.output
-        and "mutator|optuna-tpe|random|claude-code" in result.output
+        and "mutator|guided|optuna-tpe|random|claude-code" in result.output
     )
 
 

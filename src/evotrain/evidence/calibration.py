@@ -11,11 +11,18 @@ from evotrain.evidence.reading import selected_eval
 from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalibration, ExternalPower, Interval
 from evotrain.records.ids import statistics_seed
 
+Pairs = dict[str, list[tuple[float, float]]]
 
-def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], dict[str, list[tuple[float, float]]]]:
-    """Every candidate of the campaign with an external score; and per dev domain, (dev gain, external gain) pairs."""
+
+def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs, Pairs]:
+    """Every candidate of the campaign with an external score; per dev domain, (dev gain, external gain) pairs; and
+    per dev domain, (excess, external residual) pairs: the domain's dev gain beyond the mean dev gain of the other
+    domains, and the external gain beyond that same mean. A candidate that moves several knobs at once raises every
+    domain; the excess is what it did to this domain alone, and the residual is what the external target gave it
+    beyond the common movement (the whole external gain for a change that moved only this domain)."""
     points: list[CalibrationPoint] = []
-    per_domain: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    per_domain: Pairs = defaultdict(list)
+    excess: Pairs = defaultdict(list)
     anchors = stats.reference_anchors(ctx.history)
     for m in sorted(ctx.history, key=lambda m: (m.round, m.candidate_id)):
         ckpt = selected_eval(m)
@@ -35,15 +42,20 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], dict[
             point.dev_gain = ctx.sign * (ckpt.overall - anchor_ckpt.overall)
             point.external_gain = ctx.sign * (m.external.score - reference.external.score)
             anchor_domains = {d: s.score for d, s in anchor_ckpt.domains.items()}
-            for d, s in ckpt.domains.items():
-                if d in anchor_domains:
-                    per_domain[d].append((ctx.sign * (s.score - anchor_domains[d]), point.external_gain))
+            gains = {
+                d: ctx.sign * (s.score - anchor_domains[d]) for d, s in ckpt.domains.items() if d in anchor_domains
+            }
+            for d, gain in gains.items():
+                per_domain[d].append((gain, point.external_gain))
+                others = [g for o, g in gains.items() if o != d]
+                common = sum(others) / len(others) if others else 0.0
+                excess[d].append((gain - common, point.external_gain - common))
         points.append(point)
-    return points, per_domain
+    return points, per_domain, excess
 
 
 def calibrate(ctx: RoundContext) -> Calibration:
-    points, per_domain = calibration_points(ctx)
+    points, per_domain, excess = calibration_points(ctx)
     paired = [(p.dev_gain, p.external_gain) for p in points if p.dev_gain is not None and p.external_gain is not None]
     xs = [x for x, _ in paired]
     ys = [y for _, y in paired]
@@ -54,7 +66,7 @@ def calibrate(ctx: RoundContext) -> Calibration:
         d_rho, _ = stats.spearman_with_interval([a for a, _ in pairs], [b for _, b in pairs], seed=0, n_boot=0)
         threshold = ctx.noise.domain_threshold(d, ctx.k)
         count = (
-            stats.decoupling(pairs, dev_threshold=threshold, external_threshold=ctx.external_threshold)
+            stats.decoupling(excess.get(d, []), dev_threshold=threshold, external_threshold=ctx.external_threshold)
             if threshold is not None
             else stats.DecouplingCount(0, 0, False)
         )

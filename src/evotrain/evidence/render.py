@@ -177,7 +177,7 @@ def _calibration(cal: Calibration) -> list[str]:
                 "Spearman",
                 "slope",
                 "noise band",
-                "dev above noise",
+                "dev above noise (beyond other domains)",
                 "of them ext. flat",
                 "decoupled",
             ],

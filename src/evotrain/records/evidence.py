@@ -59,8 +59,10 @@ class DomainCalibration(BaseModel):
     points: int  # candidates with both a dev gain on this domain and an external gain
     spearman: float | None = None
     slope: float | None = None
-    dev_gain_above_noise: int = 0  # candidates whose dev gain on this domain cleared the domain noise band
-    external_flat_among_them: int = 0  # of those, how many had an external gain inside the external band
+    # candidates whose dev gain on this domain, beyond the other domains' mean gain, cleared the domain noise band
+    dev_gain_above_noise: int = 0
+    # of those, how many had an external gain, beyond that same mean, inside the external band
+    external_flat_among_them: int = 0
     decoupled: bool = False
 
 

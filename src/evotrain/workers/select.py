@@ -13,14 +13,15 @@ from evotrain.policy.meta_protocol import MetaAgent
 from evotrain.policy.meta_rules import RuleMetaAgent
 from evotrain.workers.budget import AgentBudget, RoundLedger
 from evotrain.workers.cli_agents import ClaudeCodeWorker, CLIAgentConfig, CodexWorker
+from evotrain.workers.guided import GuidedWorker
 from evotrain.workers.mutator import MutatorWorker
 from evotrain.workers.openai_worker import OpenAIConfig, OpenAIWorker
 from evotrain.workers.optuna_worker import OptunaWorker
 from evotrain.workers.protocol import Worker
 
-AgentKind = Literal["mutator", "optuna-tpe", "random", "claude-code", "codex", "openai"]
+AgentKind = Literal["mutator", "guided", "optuna-tpe", "random", "claude-code", "codex", "openai"]
 MetaKind = Literal["rules", "llm", "none"]
-AGENT_KINDS: tuple[str, ...] = ("mutator", "optuna-tpe", "random", "claude-code", "codex", "openai")
+AGENT_KINDS: tuple[str, ...] = ("mutator", "guided", "optuna-tpe", "random", "claude-code", "codex", "openai")
 META_KINDS: tuple[str, ...] = ("rules", "llm", "none")
 
 
@@ -41,6 +42,8 @@ def build_worker(choice: AgentChoice) -> Worker:
     ledger = RoundLedger()
     if choice.agent == "mutator":
         return MutatorWorker()
+    if choice.agent == "guided":
+        return GuidedWorker()
     if choice.agent in ("optuna-tpe", "random"):
         return OptunaWorker("tpe" if choice.agent == "optuna-tpe" else "random")
     if choice.agent == "openai":
