@@ -24,6 +24,7 @@ to DIR/search_baselines.md, and docs/img/search_baselines.svg) is rebuilt from t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -202,13 +203,20 @@ def summarize(campaign_dir: Path, db: Path, *, method: str, seed: int, budget: B
     }
 
 
+@functools.cache
 def _commit() -> str:
+    """The commit whose code this process runs: read once, at the first campaign (the process keeps the modules it
+    imported then, whatever the tree holds later), with `+dirty` when the tree had uncommitted changes."""
     try:
-        return subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+dirty" if dirty else "")
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -433,6 +441,7 @@ def main() -> None:
     }
     todo = [(m, s) for s in range(1, args.seeds + 1) for m in methods if (m, s) not in done]
     if todo and not args.report_only:
+        console.print(f"evotrain at {_commit()} (each row records it)")
         substrate, answers = ensure_substrate(args.out)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
         with Progress(*columns, console=console) as progress:
