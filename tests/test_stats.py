@@ -96,6 +96,28 @@ def test_decoupling_flag_not_raised_when_external_moves_with_dev() -> None:
     ).decoupled
 
 
+def test_one_flat_candidate_flags_a_domain_only_when_the_external_split_could_not_have_missed_it() -> None:
+    # a quarter of the metric: a +0.24 domain gain would show as +0.06 externally, three times the 0.02 threshold
+    decisive = stats.decoupling([(0.24, 0.0)], dev_threshold=0.05, external_threshold=0.02, shares=[0.25])
+    assert decisive == stats.DecouplingCount(dev_above=1, external_flat=1, decoupled=True)
+    # +0.12 would show as +0.03: a flat external target could be noise, one candidate is no pattern
+    weak = stats.decoupling([(0.12, 0.0)], dev_threshold=0.05, external_threshold=0.02, shares=[0.25])
+    assert weak.dev_above == 1 and not weak.decoupled
+    assert not stats.decoupling([(0.24, 0.0)], dev_threshold=0.05, external_threshold=0.02).decoupled
+    # a decisive flat candidate among transferring ones is still outvoted
+    mixed = [(0.24, 0.0), (0.2, 0.06), (0.2, 0.05)]
+    assert not stats.decoupling(mixed, dev_threshold=0.05, external_threshold=0.02, shares=[0.25] * 3).decoupled
+
+
+def test_a_fall_the_external_target_does_not_follow_is_decoupling_too() -> None:
+    # the paper's downweighting probe: the weak domain's dev score fell, the external target did not
+    falls = [(-0.10, 0.005), (-0.12, 0.0)]
+    assert stats.decoupling(falls, dev_threshold=0.05, external_threshold=0.02).decoupled
+    followed = [(-0.10, -0.04), (-0.12, -0.05)]
+    flag = stats.decoupling(followed, dev_threshold=0.05, external_threshold=0.02)
+    assert flag.dev_above == 2 and flag.external_flat == 0 and not flag.decoupled
+
+
 def test_spearman_and_slope() -> None:
     x = [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]
     rho, interval = stats.spearman_with_interval(x, [2 * v for v in x], seed=0)

@@ -12,17 +12,20 @@ from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalib
 from evotrain.records.ids import statistics_seed
 
 Pairs = dict[str, list[tuple[float, float]]]
+Shares = dict[str, list[float]]
 
 
-def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs, Pairs]:
+def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs, Pairs, Shares]:
     """Every candidate of the campaign with an external score; per dev domain, (dev gain, external gain) pairs; and
     per dev domain, (excess, external residual) pairs: the domain's dev gain beyond the mean dev gain of the other
     domains, and the external gain beyond that same mean. A candidate that moves several knobs at once raises every
     domain; the excess is what it did to this domain alone, and the residual is what the external target gave it
-    beyond the common movement (the whole external gain for a change that moved only this domain)."""
+    beyond the common movement (the whole external gain for a change that moved only this domain); with each
+    excess pair, the domain's share of the metric (its items' share, or 1/domains for a mean over domains)."""
     points: list[CalibrationPoint] = []
     per_domain: Pairs = defaultdict(list)
     excess: Pairs = defaultdict(list)
+    shares: Shares = defaultdict(list)
     anchors = stats.reference_anchors(ctx.history)
     for m in sorted(ctx.history, key=lambda m: (m.round, m.candidate_id)):
         ckpt = selected_eval(m)
@@ -45,17 +48,30 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs
             gains = {
                 d: ctx.sign * (s.score - anchor_domains[d]) for d, s in ckpt.domains.items() if d in anchor_domains
             }
+            share = metric_shares(ctx, {d: s.n for d, s in anchor_ckpt.domains.items()})
             for d, gain in gains.items():
                 per_domain[d].append((gain, point.external_gain))
                 others = [g for o, g in gains.items() if o != d]
                 common = sum(others) / len(others) if others else 0.0
                 excess[d].append((gain - common, point.external_gain - common))
+                shares[d].append(share.get(d, 0.0))
         points.append(point)
-    return points, per_domain, excess
+    return points, per_domain, excess, shares
+
+
+def metric_shares(ctx: RoundContext, items: dict[str, int]) -> dict[str, float]:
+    """Each dev domain's share of the metric: its share of the items ("items"), or 1/domains ("domains")."""
+    domains = [d for d in ctx.spec.metric.domains if d in items]
+    if not domains:
+        return {}
+    if ctx.spec.metric.aggregate == "items":
+        total = sum(items[d] for d in domains)
+        return {d: items[d] / total for d in domains} if total else {}
+    return {d: 1.0 / len(domains) for d in domains}
 
 
 def calibrate(ctx: RoundContext) -> Calibration:
-    points, per_domain, excess = calibration_points(ctx)
+    points, per_domain, excess, shares = calibration_points(ctx)
     paired = [(p.dev_gain, p.external_gain) for p in points if p.dev_gain is not None and p.external_gain is not None]
     xs = [x for x, _ in paired]
     ys = [y for _, y in paired]
@@ -66,7 +82,12 @@ def calibrate(ctx: RoundContext) -> Calibration:
         d_rho, _ = stats.spearman_with_interval([a for a, _ in pairs], [b for _, b in pairs], seed=0, n_boot=0)
         threshold = ctx.noise.domain_threshold(d, ctx.k)
         count = (
-            stats.decoupling(excess.get(d, []), dev_threshold=threshold, external_threshold=ctx.external_threshold)
+            stats.decoupling(
+                excess.get(d, []),
+                dev_threshold=threshold,
+                external_threshold=ctx.external_threshold,
+                shares=shares.get(d, []),
+            )
             if threshold is not None
             else stats.DecouplingCount(0, 0, False)
         )

@@ -177,8 +177,8 @@ def _calibration(cal: Calibration) -> list[str]:
                 "Spearman",
                 "slope",
                 "noise band",
-                "dev above noise (beyond other domains)",
-                "of them ext. flat",
+                "dev moved past noise (beyond other domains)",
+                "of them ext. did not follow",
                 "decoupled",
             ],
             [

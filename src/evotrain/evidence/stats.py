@@ -285,8 +285,8 @@ def robust_slope(x: Sequence[float], y: Sequence[float]) -> float | None:
 
 @dataclass(frozen=True)
 class DecouplingCount:
-    dev_above: int  # candidates whose dev gain on the domain cleared the domain threshold
-    external_flat: int  # of those, candidates whose external gain did not clear the external threshold
+    dev_above: int  # candidates whose dev gain on the domain cleared the domain threshold, a rise or a fall
+    external_flat: int  # of those, candidates whose external gain did not follow past the external threshold
     decoupled: bool
 
 
@@ -296,17 +296,28 @@ def decoupling(
     dev_threshold: float,
     external_threshold: float,
     min_candidates: int = 2,
+    shares: Sequence[float] | None = None,
 ) -> DecouplingCount:
     """The decoupled-proxy flag for one dev domain, over (dev gain on the domain, external gain) pairs.
 
-    Flagged when at least `min_candidates` candidates raised the domain above its noise threshold while their
-    external gain stayed inside the external band, and those are at least half of the candidates that raised it
-    (a domain whose dev gains mostly transfer is not decoupled because of one flat probe).
+    A candidate moved the domain when its dev gain on it cleared the domain's noise threshold either way: a rise,
+    or a fall (the paper's downweighting probe, which damaged the weak domain without damaging the external
+    target). It stayed flat when the external gain did not follow it past the external threshold in the same
+    direction. Flagged when at least `min_candidates` candidates moved the domain and stayed flat, and those are at
+    least half of the candidates that moved it (a domain whose dev moves mostly transfer is not decoupled because
+    of one flat probe). With `shares` (the domain's share of the metric, per pair), one flat candidate is enough
+    when the external split could not have missed it: its move times the domain's share — what the external target
+    would have moved had the domain transferred as on dev — is more than twice the external threshold.
     """
-    above = [(d, e) for d, e in pairs if d > dev_threshold]
-    flat = [(d, e) for d, e in above if e <= external_threshold]
-    decoupled = len(flat) >= min_candidates and 2 * len(flat) >= len(above)
-    return DecouplingCount(len(above), len(flat), decoupled)
+    moved = [i for i, (d, _) in enumerate(pairs) if abs(d) > dev_threshold]
+    flat = [i for i in moved if _did_not_follow(*pairs[i], external_threshold)]
+    decisive = shares is not None and any(abs(pairs[i][0]) * shares[i] > 2 * external_threshold for i in flat)
+    decoupled = (len(flat) >= min_candidates or decisive) and 2 * len(flat) >= len(moved)
+    return DecouplingCount(len(moved), len(flat), decoupled)
+
+
+def _did_not_follow(dev: float, external: float, external_threshold: float) -> bool:
+    return external <= external_threshold if dev > 0 else external >= -external_threshold
 
 
 # ---- bookkeeping over manifests ------------------------------------------------------------------------------

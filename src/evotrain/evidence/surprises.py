@@ -32,10 +32,10 @@ def find_surprises(
                 Surprise(
                     kind="decoupled_proxy",
                     description=(
-                        f"dev domain {domain!r} gained past its noise band, beyond the other domains, in "
-                        f"{cal.dev_gain_above_noise} candidate(s) while the external gain of "
-                        f"{cal.external_flat_among_them} of them stayed inside the external band: its dev gains no "
-                        "longer predict the external target"
+                        f"dev domain {domain!r} moved past its noise band, beyond the other domains, in "
+                        f"{cal.dev_gain_above_noise} candidate(s) while the external score of "
+                        f"{cal.external_flat_among_them} of them did not follow: its dev score no longer predicts "
+                        "the external target"
                     ),
                 )
             )

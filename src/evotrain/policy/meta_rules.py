@@ -121,9 +121,9 @@ def proxy_reversal(step: _Step, downweight: float) -> None:
         weights[domain] = old * downweight
         entry = step.log(
             "untrust_domain",
-            f"{domain}: dev gains on it beyond the other domains' cleared the domain noise band in "
-            f"{cal.dev_gain_above_noise} candidate(s) while the external gain of {cal.external_flat_among_them}, "
-            f"beyond the same, stayed inside the external band; weight {old:g} → {weights[domain]:g}, marked untrusted",
+            f"{domain}: its dev score, beyond the other domains', moved past the domain noise band (up or down) in "
+            f"{cal.dev_gain_above_noise} candidate(s) while the external score of {cal.external_flat_among_them} did "
+            f"not follow past the external band; weight {old:g} → {weights[domain]:g}, marked untrusted",
         )
         objective.provenance.append(entry)
         objective.untrusted_domains.append(domain)
@@ -154,8 +154,8 @@ def proxy_retrust(step: _Step, downweight: float) -> None:
         objective.untrusted_domains.remove(domain)
         entry = step.log(
             "retrust_domain",
-            f"{domain}: {transferred_gains(cal)} of the {cal.dev_gain_above_noise} candidate(s) whose dev gain on it, "
-            f"beyond the other domains', cleared the domain noise band also cleared the external band "
+            f"{domain}: {transferred_gains(cal)} of the {cal.dev_gain_above_noise} candidate(s) that moved its dev "
+            f"score, beyond the other domains', past the domain noise band moved the external score with it "
             f"({cal.external_flat_among_them} stayed flat); weight {old:g} → {weights[domain]:g}, trusted again",
         )
         objective.provenance.append(entry)

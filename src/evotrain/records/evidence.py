@@ -60,8 +60,9 @@ class DomainCalibration(BaseModel):
     spearman: float | None = None
     slope: float | None = None
     # candidates whose dev gain on this domain, beyond the other domains' mean gain, cleared the domain noise band
+    # (a rise, or a fall: a probe that lowered the domain)
     dev_gain_above_noise: int = 0
-    # of those, how many had an external gain, beyond that same mean, inside the external band
+    # of those, how many had an external gain, beyond that same mean, that did not follow past the external band
     external_flat_among_them: int = 0
     decoupled: bool = False
 
