@@ -181,23 +181,19 @@ def test_calibration_does_not_flag_a_domain_whose_gains_transfer(tmp_path: Path)
 
 @pytest.mark.parametrize("transfers", [False, True])
 def test_a_proxy_domain_is_judged_by_its_excess_over_the_other_domains(tmp_path: Path, transfers: bool) -> None:
-    """Candidates whose one change raises every domain (+0.1, and the external target with it) and `equations` by
-    a further 0.15–0.2: the external gain is real, but it holds nothing of the extra equations gain unless
-    `transfers`. Judged on the raw gains the domain would pass as transferring either way. The same candidates
-    changing two axes at once are no evidence about one domain: they are left out of the count."""
+    """Candidates that move several knobs at once raise every domain (+0.1, and the external target with them)
+    and `equations` by a further 0.15–0.2: the external gain is real, but it holds nothing of the extra equations
+    gain unless `transfers`. Judged on the raw gains the domain would pass as transferring either way."""
     c = SyntheticCampaign(tmp_path)
-    one_axis = [change("optimizer", "lr", 0.001, 0.003)]
-    two_axes = [*one_axis, change("schedule", "warmup", 0, 40)]
     for r, anchor_external in zip((1, 2, 3), (0.70, 0.71, 0.69), strict=True):
         c.run(r, "c01-anchor", role="anchor", skill=0.6, external=anchor_external, external_n=2000)
         for i, lift in enumerate((0.15, 0.2)):
             external = anchor_external + 0.1 + (lift / 3 if transfers else 0.004 * (i - 0.5))
             skill = {"cipher": 0.7, "equations": 0.7 + lift, "numeral": 0.7}
-            c.run(r, f"c0{i + 2}-optimizer", axis="optimizer", external=external, skill=skill, changes=one_axis)
-            c.run(r, f"c0{i + 4}-tpe", axis="optimizer", external=external, skill=skill, changes=two_axes)
+            c.run(r, f"c0{i + 2}-optimizer", axis="optimizer", external=external, skill=skill)
     cal = c.evidence(3, initial_policy(SPEC)).calibration
     eq = next(d for d in cal.per_domain if d.domain == "equations")
-    assert eq.points == 12 and eq.dev_gain_above_noise == 6
+    assert eq.dev_gain_above_noise == 6
     assert cal.decoupled_domains == ([] if transfers else ["equations"])
     assert eq.external_flat_among_them == (0 if transfers else 6)
 

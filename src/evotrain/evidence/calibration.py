@@ -10,7 +10,6 @@ from evotrain.evidence.noise import external_count_reference, external_reference
 from evotrain.evidence.reading import selected_eval
 from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalibration, ExternalPower, Interval
 from evotrain.records.ids import statistics_seed
-from evotrain.records.manifest import Manifest
 
 Pairs = dict[str, list[tuple[float, float]]]
 Shares = dict[str, list[float]]
@@ -28,7 +27,6 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs
     excess: Pairs = defaultdict(list)
     shares: Shares = defaultdict(list)
     anchors = stats.reference_anchors(ctx.history)
-    by_id = {m.candidate_id: m for m in ctx.history}
     for m in sorted(ctx.history, key=lambda m: (m.round, m.candidate_id)):
         ckpt = selected_eval(m)
         if m.external is None or ckpt is None:
@@ -53,25 +51,12 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs
             share = metric_shares(ctx, {d: s.n for d, s in anchor_ckpt.domains.items()})
             for d, gain in gains.items():
                 per_domain[d].append((gain, point.external_gain))
-                if not isolates_an_axis(m, by_id):
-                    continue
                 others = [g for o, g in gains.items() if o != d]
                 common = sum(others) / len(others) if others else 0.0
                 excess[d].append((gain - common, point.external_gain - common))
                 shares[d].append(share.get(d, 0.0))
         points.append(point)
     return points, per_domain, excess, shares
-
-
-def isolates_an_axis(m: Manifest, by_id: dict[str, Manifest]) -> bool:
-    """Whether a candidate's evidence speaks for one axis: its knob changes (a plain replicate's are its source's)
-    touch at most one. A combination or a whole-configuration proposal moves several axes at once, so a domain's
-    move in it cannot be told apart from the others' (the decoupling flag, like a dead end, needs a change that
-    isolated it)."""
-    changes = m.changes
-    if not changes and m.replicate_of in by_id:
-        changes = by_id[m.replicate_of].changes
-    return len({c.axis for c in changes}) <= 1
 
 
 def metric_shares(ctx: RoundContext, items: dict[str, int]) -> dict[str, float]:
