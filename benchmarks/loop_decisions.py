@@ -4,7 +4,7 @@ See docs/synthetic.md for the substrate and docs/benchmarks.md for results.
 
     nice -n 10 .venv/bin/python benchmarks/loop_decisions.py [--seeds 100] [--jobs 2] [--label NAME]
         [--rounds 4] [--workers 8] [--trap-round 3] [--arms trap,control] [--keep DIR] [--summary-only]
-        [--method evotrain|optuna-tpe|random|tpe-rules|guided] [--probe-share 0.5]
+        [--method evotrain|optuna-tpe|random|tpe-rules|guided]
     .venv/bin/python benchmarks/loop_decisions.py --compare RESULTS.jsonl OTHER.jsonl ...
 
 For each campaign seed s (0 … seeds−1) and each arm (`trap`: the proxy trap on from round --trap-round;
@@ -284,7 +284,6 @@ def run_campaign(
     work: Path,
     keep: bool,
     method: Method = "evotrain",
-    probe_share: float = 0.5,
 ) -> CampaignResult:
     """Init (or resume) and run one campaign under `work`, read it back against the truth."""
     from evotrain.campaign.init import init_campaign
@@ -327,7 +326,7 @@ def run_campaign(
         elif method == "guided":  # one-axis mutator probes and Optuna TPE proposals, rule meta agent
             from evotrain.workers.guided import GuidedWorker
 
-            Campaign(run, worker=GuidedWorker(probe_share)).run(rounds=rounds, workers=workers, parallel=1)
+            Campaign(run, worker=GuidedWorker()).run(rounds=rounds, workers=workers, parallel=1)
         else:
             from evotrain.policy.meta_none import KeepPolicyMetaAgent
             from evotrain.workers.optuna_worker import OptunaWorker
@@ -721,9 +720,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tpe-rules (Optuna TPE workers under the rule meta agent) or guided (`--agent guided`: one-axis mutator "
         "probes and Optuna TPE proposals under the rule meta agent)",
     )
-    parser.add_argument(
-        "--probe-share", type=float, default=0.5, help="guided: the share of a round's worker slots that are probes"
-    )
     parser.add_argument("--results", type=Path, help="default: benchmarks/loop_decisions_<label>.jsonl")
     parser.add_argument("--work", type=Path, help="where campaigns run (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep each campaign folder after reading it")
@@ -770,7 +766,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             work=work,
             keep=args.keep,
             method=args.method,
-            probe_share=args.probe_share,
         )
         columns = (
             TextColumn("[bold]{task.description}"),

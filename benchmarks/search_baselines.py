@@ -205,8 +205,8 @@ def summarize(campaign_dir: Path, db: Path, *, method: str, seed: int, budget: B
 
 @functools.cache
 def _commit() -> str:
-    """The commit whose code this process runs: read once, at the first campaign (the process keeps the modules it
-    imported then, whatever the tree holds later), with `+dirty` when the tree had uncommitted changes."""
+    """The commit whose code this process runs: read once, before the first campaign (the process keeps the modules
+    it imported at start, whatever the tree holds later), with `+dirty` when `src` had uncommitted changes."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -251,7 +251,10 @@ def report(rows: list[dict[str, Any]], methods: list[str]) -> str:
     seeds = sorted({r["seed"] for r in rows})
     # Seed noise from anchors that share a recipe: a search baseline's standing recipe never changes, while an
     # evotrain campaign's anchors follow its promotions (pooled with them, the sd would hold the promotions' gains).
-    fixed = [r for r in rows if not r["method"].startswith("evotrain")] or rows
+    fixed = [r for r in rows if not r["method"].startswith("evotrain")]
+    noise_from = "the search baselines' anchors, which all run the substrate's recipe"
+    if not fixed:
+        fixed, noise_from = rows, "evotrain's anchors, which follow its promotions: an upper bound"
     dev_sd = pooled_sd([r["anchor_dev"] for r in fixed])
     private_sd = pooled_sd([r["anchor_private"] for r in fixed])
     budget = rows[0]
@@ -302,8 +305,8 @@ def report(rows: list[dict[str, Any]], methods: list[str]) -> str:
         )
         + ".",
         f"Decoupled pick: dev objective above the campaign's mean anchor by more than 2 × {dev_sd:.3f} (the pooled "
-        f"within-campaign dev sd of the search baselines' anchors, which all run the substrate's recipe) while the "
-        f"private gain stays within 2 × {private_sd:.3f} (their private sd).",
+        f"within-campaign dev sd of {noise_from}) while the private gain stays within 2 × {private_sd:.3f} (their "
+        "private sd).",
         "",
         f"![best private external so far vs trials](img/{PLOT.name})",
     ]
@@ -326,14 +329,13 @@ def _against_baselines(by: dict[tuple[str, int], dict[str, Any]], seeds: list[in
             shared = [s for s in seeds if {(method, s), (baseline, s)} <= by.keys()]
             if not shared:
                 continue
-            mine = [gain(by[(method, s)]) for s in shared]
-            theirs = [gain(by[(baseline, s)]) for s in shared]
-            diffs = [a - b for a, b in zip(mine, theirs, strict=True)]
+            mine = statistics.mean(gain(by[(method, s)]) for s in shared)
+            theirs = statistics.mean(gain(by[(baseline, s)]) for s in shared)
+            diffs = [gain(by[(method, s)]) - gain(by[(baseline, s)]) for s in shared]
             low, high = bootstrap_ci(diffs)
-            ratio = statistics.mean(mine) / statistics.mean(theirs) if statistics.mean(theirs) > 0 else float("nan")
+            ratio = mine / theirs if theirs > 0 else float("nan")
             out.append(
-                f"| {method} | {baseline} | {len(shared)} | {statistics.mean(mine):+.3f} / "
-                f"{statistics.mean(theirs):+.3f} ({ratio:.2f}×) "
+                f"| {method} | {baseline} | {len(shared)} | {mine:+.3f} / {theirs:+.3f} ({ratio:.2f}×) "
                 f"| {statistics.mean(diffs):+.3f} [{low:+.3f}, {high:+.3f}] |"
             )
     return out if len(out) > 3 else []

@@ -10,6 +10,7 @@ from evotrain.evidence.noise import external_count_reference, external_reference
 from evotrain.evidence.reading import selected_eval
 from evotrain.records.evidence import Calibration, CalibrationPoint, DomainCalibration, ExternalPower, Interval
 from evotrain.records.ids import statistics_seed
+from evotrain.trial.evaluation import domain_shares
 
 Pairs = dict[str, list[tuple[float, float]]]
 Shares = dict[str, list[float]]
@@ -48,7 +49,7 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs
             gains = {
                 d: ctx.sign * (s.score - anchor_domains[d]) for d, s in ckpt.domains.items() if d in anchor_domains
             }
-            share = metric_shares(ctx, {d: s.n for d, s in anchor_ckpt.domains.items()})
+            share = domain_shares(ctx.spec.metric, {d: s.n for d, s in anchor_ckpt.domains.items()})
             for d, gain in gains.items():
                 per_domain[d].append((gain, point.external_gain))
                 others = [g for o, g in gains.items() if o != d]
@@ -57,17 +58,6 @@ def calibration_points(ctx: RoundContext) -> tuple[list[CalibrationPoint], Pairs
                 shares[d].append(share.get(d, 0.0))
         points.append(point)
     return points, per_domain, excess, shares
-
-
-def metric_shares(ctx: RoundContext, items: dict[str, int]) -> dict[str, float]:
-    """Each dev domain's share of the metric: its share of the items ("items"), or 1/domains ("domains")."""
-    domains = [d for d in ctx.spec.metric.domains if d in items]
-    if not domains:
-        return {}
-    if ctx.spec.metric.aggregate == "items":
-        total = sum(items[d] for d in domains)
-        return {d: items[d] / total for d in domains} if total else {}
-    return {d: 1.0 / len(domains) for d in domains}
 
 
 def calibrate(ctx: RoundContext) -> Calibration:

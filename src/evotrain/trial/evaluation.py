@@ -86,6 +86,18 @@ def overall(report: EvalReport, metric: Metric) -> float:
     return sum(d.score for d in domains) / len(domains)
 
 
+def domain_shares(metric: Metric, counts: dict[str, int]) -> dict[str, float]:
+    """Each domain's share of the metric's own aggregate, as `overall` weighs it: its share of the items
+    ("items") or 1/domains ("domains"); domains without a count are left out."""
+    domains = [d for d in metric.domains if d in counts]
+    if not domains:
+        return {}
+    if metric.aggregate == "items":
+        total = sum(counts[d] for d in domains)
+        return {d: counts[d] / total for d in domains} if total else {}
+    return {d: 1.0 / len(domains) for d in domains}
+
+
 def domain_weights(objective: SelectionObjective, metric: Metric) -> dict[str, float]:
     """Each domain's weight in the objective: its `domain_weights` entry (default 1.0).
 
