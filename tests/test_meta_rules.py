@@ -276,9 +276,11 @@ def test_proxy_aware_reversal_on_decoupled_evidence(tmp_path: Path) -> None:
     assert objective.checkpoint_criterion == "objective"
     assert any("lower the dev score on equations while raising the external score" in a for a in third.asks)
     assert any(p.action == "untrust_domain" and p.round == 2 for p in third.changelog)
-    # raw dev gains on the untrusted domain are no longer promoted without an external probe confirming them
-    assert third.standing_recipe == second.standing_recipe
-    assert any(p.action == "not_promoted" and "reweighted" in p.reason for p in third.changelog)
+    # raw dev gains on the untrusted domain are no longer promoted, nor re-run, without an external probe confirming
+    # them: they are the evidence the domain was distrusted on
+    assert third.standing_recipe == second.standing_recipe and third.replicate == []
+    pulls = [p.reason for p in third.changelog if p.action == "not_promoted" and "no longer trusts" in p.reason]
+    assert len(pulls) == 2 and all("comes from equations" in r for r in pulls)
     md = render_policy_markdown(third)
     assert "proxy_aware" in md and "**equations**" in md
 
@@ -537,3 +539,41 @@ def test_a_dev_win_the_external_target_contradicts_is_rerun_only_within_the_exte
             assert nxt.replicate == []
             reason = next(p.reason for p in nxt.changelog if p.action == "not_promoted")
             assert "no better than its round's anchor" in reason
+
+
+def _distrust_equations(c: SyntheticCampaign) -> Policy:
+    """Rounds 1-2 of the reversal above: equations is untrusted (weight 0.25) in the policy for round 3."""
+    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=2000)
+    _push_equations(c, 1, "c02-data_mix", 0.12, 0.702)
+    c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
+    _push_equations(c, 2, "c02-data_mix", 0.25, 0.712)
+    _push_equations(c, 2, "c03-data_mix", 0.3, 0.708)
+    third = step(c, step(c, initial_policy(SPEC)))
+    assert third.objective.untrusted_domains == ["equations"]
+    return third
+
+
+def test_a_gain_mostly_in_an_untrusted_domain_needs_the_external_target_even_when_reweighting_dilutes_it(
+    tmp_path: Path,
+) -> None:
+    # +0.35 on equations and +0.05 on the two others: under the reweighted objective equations carries only 47 % of
+    # the gain (0.25 · 0.35 against 0.05 + 0.05), under equal weights 78 %: the proxy's pull, read on the raw gains
+    for external, promoted in ((0.712, False), (0.80, True)):
+        c = SyntheticCampaign(tmp_path / str(promoted))
+        third = _distrust_equations(c)
+        c.run(3, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
+        c.run(
+            3,
+            "c02-data_mix",
+            axis="data_mix",
+            external=external,
+            skill={"cipher": 0.65, "equations": 0.95, "numeral": 0.65},
+            recipe=LR3,
+        )
+        fourth = step(c, third)
+        if promoted:
+            assert fourth.standing_recipe.source == "r0003/c02-data_mix"
+        else:
+            assert fourth.standing_recipe.source is None and fourth.replicate == []
+            reason = next(p.reason for p in fourth.changelog if p.action == "not_promoted")
+            assert "78% of its dev gain comes from equations, a domain the objective no longer trusts" in reason

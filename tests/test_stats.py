@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evotrain.evidence import stats
+
+from .synthetic_campaign import SyntheticCampaign
 
 
 def _paired_sample(rng: np.random.Generator, n: int, p_anchor: float, p_cand: float) -> tuple[dict, dict]:
@@ -156,3 +159,24 @@ def test_detection_power_and_the_smallest_resolvable_gain() -> None:
     assert stats.detection_power(0.048, sd, 2 * sd) < 0.6
     # scale-free: ×10 scores, ×10 sd, ×10 margin, ×10 gain give the same power
     assert stats.detection_power(0.4, 0.1, 0.2) == pytest.approx(stats.detection_power(4.0, 1.0, 2.0))
+
+
+def test_a_recipes_runs_are_scored_again_under_one_objective(tmp_path: Path) -> None:
+    # a candidate run before equations was distrusted and its replicate run after: each over its own round's anchor
+    c = SyntheticCampaign(tmp_path, n_items=100)
+    c.run(1, "c01-anchor", role="anchor", skill=0.5)
+    c.run(1, "c02-data_mix", axis="data_mix", skill={"cipher": 0.5, "equations": 0.8, "numeral": 0.5})
+    c.run(2, "c01-anchor", role="anchor", skill=0.6)
+    c.run(
+        2,
+        "c02-replicate-data_mix",
+        role="replicate",
+        axis="data_mix",
+        replicate_of="r0001/c02-data_mix",
+        skill={"cipher": 0.6, "equations": 0.8, "numeral": 0.7},
+    )
+    history = c.history(2)
+    as_run = stats.recipe_run_gains(history, 1.0, "r0001/c02-data_mix")
+    assert as_run == pytest.approx([0.1, 0.1], abs=0.02)  # equal weights: (0.3 + 0 + 0) / 3 and (0 + 0.2 + 0.1) / 3
+    rescored = stats.recipe_run_gains(history, 1.0, "r0001/c02-data_mix", {"equations": 0.25})
+    assert rescored == pytest.approx([0.25 * 0.3 / 2.25, (0.25 * 0.2 + 0.1) / 2.25], abs=0.02)

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
+from evotrain.evidence.reading import domain_scores
 from evotrain.records.manifest import Manifest
 
 CONFIDENCE = 0.95
@@ -349,13 +350,32 @@ def candidate_gains(history: Sequence[Manifest], sign: float) -> dict[str, float
     return out
 
 
-def recipe_run_gains(history: Sequence[Manifest], sign: float, source: str) -> list[float]:
+def recipe_run_gains(
+    history: Sequence[Manifest], sign: float, source: str, weights: Mapping[str, float] | None = None
+) -> list[float]:
     """The objective gains of every run of one recipe: the candidate itself, then each replicate of it (each over
-    its own round's anchor, so the runs are independent draws of the change's effect)."""
-    gains = candidate_gains(history, sign)
-    runs = [m.candidate_id for m in history if m.candidate_id == source]
-    runs += [m.candidate_id for m in history if m.role == "replicate" and m.replicate_of == source]
-    return [gains[c] for c in runs if c in gains]
+    its own round's anchor, so the runs are independent draws of the change's effect).
+
+    Each run's gain is the objective of the policy it ran under. With `weights` (an objective's domain weights),
+    every run is scored again under that one objective, from its selected checkpoint's domain scores: a run made
+    before a domain was distrusted and its replicate made after then average on one scale.
+    """
+    runs = [m for m in history if m.candidate_id == source]
+    runs += [m for m in history if m.role == "replicate" and m.replicate_of == source]
+    if weights is None:
+        gains = candidate_gains(history, sign)
+        return [gains[m.candidate_id] for m in runs if m.candidate_id in gains]
+    anchors = reference_anchors(history)
+    out = []
+    for m in runs:
+        anchor = anchors.get(m.round)
+        if m.role == "anchor" or not m.ok or anchor is None:
+            continue
+        scores, base = domain_scores(m), domain_scores(anchor)
+        gain = weighted_objective({d: sign * (s - base[d]) for d, s in scores.items() if d in base}, weights)
+        if gain is not None:
+            out.append(gain)
+    return out
 
 
 def threshold_for_runs(threshold: float, runs: int) -> float:

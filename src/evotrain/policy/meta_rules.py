@@ -182,7 +182,7 @@ def _contenders(step: _Step) -> list[_Contender]:
         source = s.replicate_of if s.role == "replicate" and s.replicate_of else s.candidate_id
         if source in out:
             continue
-        runs = stats.recipe_run_gains(step.history, step.sign, source)
+        runs = stats.recipe_run_gains(step.history, step.sign, source, step.nxt.objective.domain_weights)
         out[source] = _Contender(source, s, sum(runs) / len(runs) if runs else s.gain, max(1, len(runs)))
     return sorted(out.values(), key=lambda c: -c.gain)
 
@@ -204,6 +204,10 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
     promoted: _Contender | None = None
     again: list[tuple[_Contender, str]] = []
     for c in _contenders(step):
+        pull = _untrusted_pull(step, c)
+        if pull:
+            step.log("not_promoted", f"{c.source}: {pull}")
+            continue
         required = stats.threshold_for_runs(threshold, c.runs)
         if c.gain <= required:
             why = _worth_another_run(step, c, threshold)
@@ -292,6 +296,23 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
     return promoted
 
 
+def _untrusted_pull(step: _Step, c: _Contender) -> str | None:
+    """Why a contender is the proxy's pull, or None: its dev gain sits mostly in a domain the objective no longer
+    trusts and the external target does not confirm it. Neither a promotion nor a re-run: that is the evidence the
+    domain was distrusted on."""
+    concentrated = _concentrated(step, c.run)
+    if concentrated is None or concentrated[0] not in step.nxt.objective.untrusted_domains:
+        return None
+    if _externally_confirmed(step, c.run):
+        return None
+    domain, share = concentrated
+    return (
+        f"{share:.0%} of its dev gain comes from {domain}, a domain the objective no longer trusts, and the external "
+        f"target does not confirm it (external gain {_fmt(c.run.external_gain)}, threshold "
+        f"{_fmt(step.evidence.calibration.external_threshold)}); neither promoted nor re-run"
+    )
+
+
 def _contradiction_within_noise(step: _Step, c: _Contender, required: float) -> bool:
     """Whether the external target's contradiction of a dev win could be its noise: the external shortfall is inside
     the external threshold, and the win still clears its threshold under the reweighted objective (when domains are
@@ -313,7 +334,23 @@ def _fmt(value: float | None) -> str:
 
 
 def _concentrated(step: _Step, s: CandidateSummary) -> tuple[str, float] | None:
-    """(domain, share) when one dev domain contributes most of a candidate's objective gain beyond noise, else None.
+    """(domain, share) when one dev domain contributes most of a candidate's gain beyond noise, else None.
+
+    The gain is read under the objective (its domain weights), and also under equal weights when a domain is
+    untrusted: down-weighting a distrusted domain shrinks its share of the objective gain, so a change that again
+    lifts mostly that domain (the proxy's pull) would otherwise no longer look concentrated.
+    """
+    found = _concentration(step, s, step.nxt.objective.domain_weights)
+    untrusted = step.nxt.objective.untrusted_domains
+    if found is None and untrusted:
+        raw = _concentration(step, s, {})
+        if raw is not None and raw[0] in untrusted:
+            return raw
+    return found
+
+
+def _concentration(step: _Step, s: CandidateSummary, objective_weights: dict[str, float]) -> tuple[str, float] | None:
+    """(domain, share) when one dev domain contributes most of the gain weighted by `objective_weights`.
 
     A change that helps the model (a learning rate, a schedule) lifts every domain; one whose gain sits in a single
     domain is what a proxy that stopped predicting the external target looks like (the paper's round 3), and also
@@ -324,7 +361,7 @@ def _concentrated(step: _Step, s: CandidateSummary) -> tuple[str, float] | None:
     """
     if len(s.domain_gains) < 2:
         return None
-    weights = stats.domain_weights(list(s.domain_gains), step.nxt.objective.domain_weights)
+    weights = stats.domain_weights(list(s.domain_gains), objective_weights)
     total_weight = sum(weights.values())
     if total_weight <= 0:
         return None
