@@ -19,7 +19,6 @@ from evotrain.campaign.config import CampaignConfig
 from evotrain.campaign.init import open_campaign, verify_constitution, verify_substrate
 from evotrain.campaign.plan import plan_round
 from evotrain.campaign.store import CampaignStore
-from evotrain.campaign.submissions import choose_submissions
 from evotrain.campaign.verify import verify_closed_round, verify_pending_policy
 from evotrain.errors import ConfigError, EvotrainError, IntegrityError
 from evotrain.evidence.collector import collect_evidence
@@ -231,7 +230,7 @@ class Campaign:
         if self.external is None or ctx.spec.commands.predict is None:
             return manifests
         target = self.external
-        chosen = choose_submissions(ctx.policy.external_plan, ctx.spec, ctx.round.number, manifests)
+        chosen = choose_submissions(ctx, manifests)
         budget = self.config.external.budget if self.config.external else None
         used = count_submissions(self.paths)
         to_submit: dict[str, tuple[CandidatePaths, Manifest]] = {}
@@ -281,6 +280,20 @@ def stop_if_nothing_succeeded(store: CampaignStore, round_no: int) -> None:
         "then `evotrain run` resumes with the next round; a broken substrate needs a new `evotrain init`; "
         "`--keep-going` (or [run] keep_going = true in campaign.toml) goes on past such rounds",
     )
+
+
+def choose_submissions(ctx: RoundContext, manifests: list[Manifest]) -> set[str]:
+    """The candidates the policy's selection objective ranks first, and the anchor every N rounds."""
+    plan = ctx.policy.external_plan
+    sign = ctx.spec.metric.sign
+    ranked = sorted(
+        (m for m in manifests if m.ok and m.role != "anchor" and m.selected is not None),
+        key=lambda m: -sign * m.selected.objective if m.selected else 0.0,
+    )
+    chosen = {m.candidate_id for m in ranked[: plan.submit_top]}
+    if plan.submit_anchor_every > 0 and (ctx.round.number - 1) % plan.submit_anchor_every == 0:
+        chosen |= {m.candidate_id for m in manifests if m.role == "anchor" and m.ok}
+    return chosen
 
 
 def count_submissions(paths: CampaignPaths) -> int:

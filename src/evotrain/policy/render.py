@@ -98,9 +98,8 @@ def _external(policy: Policy) -> list[str]:
     return [
         f"- best external score: {best}",
         f"- measured rounds without external improvement: {policy.rounds_without_external_gain}",
-        f"- submitted each round: the top {policy.external_plan.submit_top} by the objective, "
-        f"{policy.external_plan.submit_probe} probe(s) whose dev gain leans hardest on one domain, and the anchor "
-        f"every {policy.external_plan.submit_anchor_every} round(s)",
+        f"- submitted each round: the top {policy.external_plan.submit_top} by the objective, and the anchor every "
+        f"{policy.external_plan.submit_anchor_every} round(s)",
     ]
 
 

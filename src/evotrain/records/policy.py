@@ -128,8 +128,6 @@ class SelectionObjective(BaseModel):
 
 class ExternalPlan(BaseModel):
     submit_top: int = 2  # candidates ranked first by the objective are submitted each round
-    # and this many more: those whose dev gain leans hardest on one domain (where dev and external may disagree)
-    submit_probe: Annotated[int, Field(ge=0)] = 1
     submit_anchor_every: int = 1  # the anchor is submitted every N rounds to measure external noise
 
 
@@ -158,8 +156,5 @@ class Policy(BaseModel):
 
     def sha256(self) -> str:
         # A field added after version 1 is hashed only when set, so policies written before it keep their hashes.
-        exclude: dict[str, Any] = {name: True for name in HASHED_WHEN_SET if not getattr(self, name)}
-        # external_plan.submit_probe came later with a default of 1, which is what a policy without it reads as
-        if self.external_plan.submit_probe == ExternalPlan.model_fields["submit_probe"].default:
-            exclude["external_plan"] = {"submit_probe"}
-        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()
+        unset = {name for name in HASHED_WHEN_SET if not getattr(self, name)}
+        return hashlib.sha256(self.model_dump_json(exclude=unset).encode()).hexdigest()
