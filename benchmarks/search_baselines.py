@@ -11,8 +11,7 @@ campaign per method at the full demo's budget (rounds × workers trials, anchors
   optuna-tpe  `--agent optuna-tpe --meta none`: multivariate TPE over the whole declared space, policy frozen;
   random      `--agent random --meta none`: Optuna's RandomSampler over the same space, policy frozen.
 Every method gets its own leaderboard server (a real one, on 127.0.0.1) on the same hidden labels, with the same
-submission budget, and submits on the same plan (the policy's two best by dev, the candidate leaning hardest on one
-dev domain, and the anchor, every round; rows before b0fc410 were made without that probe).
+submission budget, and submits on the same plan (the policy's two best by dev plus the anchor, every round).
 The final pick of a method is its submission with the best public score (`campaign.final_pick`, manifests only);
 after the campaign the benchmark finalizes that board and reads the private scores, which no method saw.
 
