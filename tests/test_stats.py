@@ -180,3 +180,17 @@ def test_a_recipes_runs_are_scored_again_under_one_objective(tmp_path: Path) -> 
     assert as_run == pytest.approx([0.1, 0.1], abs=0.02)  # equal weights: (0.3 + 0 + 0) / 3 and (0 + 0.2 + 0.1) / 3
     rescored = stats.recipe_run_gains(history, 1.0, "r0001/c02-data_mix", {"equations": 0.25})
     assert rescored == pytest.approx([0.25 * 0.3 / 2.25, (0.25 * 0.2 + 0.1) / 2.25], abs=0.02)
+
+
+def test_an_external_gain_short_of_half_the_implied_transfer_did_not_follow() -> None:
+    # a quarter of the metric: +0.48 on the domain implies +0.12 externally; +0.05 clears the 0.04 threshold but is
+    # closer to no transfer than to transfer, so the candidate stayed flat (and alone decides: 0.12 > 2 × 0.04)
+    short = stats.decoupling([(0.48, 0.05)], dev_threshold=0.05, external_threshold=0.04, shares=[0.25])
+    assert short == stats.DecouplingCount(dev_above=1, external_flat=1, decoupled=True)
+    followed = stats.decoupling([(0.48, 0.08)], dev_threshold=0.05, external_threshold=0.04, shares=[0.25])
+    assert followed.external_flat == 0 and not followed.decoupled
+    # where the implied move is small the external threshold is the bar, as without shares
+    small = stats.decoupling(
+        [(0.12, 0.045), (0.1, 0.05)], dev_threshold=0.05, external_threshold=0.04, shares=[0.25] * 2
+    )
+    assert small.external_flat == 0 and not small.decoupled

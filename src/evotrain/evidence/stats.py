@@ -303,22 +303,25 @@ def decoupling(
 
     A candidate moved the domain when its dev gain on it cleared the domain's noise threshold either way: a rise,
     or a fall (the paper's downweighting probe, which damaged the weak domain without damaging the external
-    target). It stayed flat when the external gain did not follow it past the external threshold in the same
-    direction. Flagged when at least `min_candidates` candidates moved the domain and stayed flat, and those are at
-    least half of the candidates that moved it (a domain whose dev moves mostly transfer is not decoupled because
-    of one flat probe). With `shares` (the domain's share of the metric, per pair), one flat candidate is enough
-    when the external split could not have missed it: its move times the domain's share — what the external target
-    would have moved had the domain transferred as on dev — is more than twice the external threshold.
+    target). It stayed flat when the external gain did not follow it in the same direction past the external
+    threshold — and, with `shares` (the domain's share of the metric, per pair), past half of what the external
+    target would have moved had the domain transferred as on dev (the move times the share): an external gain of
+    +0.05 where transfer implied +0.12 is closer to no transfer than to transfer. Flagged when at least
+    `min_candidates` candidates moved the domain and stayed flat, and those are at least half of the candidates that
+    moved it (a domain whose dev moves mostly transfer is not decoupled because of one flat probe). With `shares`,
+    one flat candidate is enough when the external split could not have missed it: its implied external move is more
+    than twice the external threshold.
     """
     moved = [i for i, (d, _) in enumerate(pairs) if abs(d) > dev_threshold]
-    flat = [i for i in moved if _did_not_follow(*pairs[i], external_threshold)]
-    decisive = shares is not None and any(abs(pairs[i][0]) * shares[i] > 2 * external_threshold for i in flat)
+    implied = [abs(d) * shares[i] if shares is not None else 0.0 for i, (d, _) in enumerate(pairs)]
+    flat = [i for i in moved if _did_not_follow(*pairs[i], max(external_threshold, implied[i] / 2))]
+    decisive = shares is not None and any(implied[i] > 2 * external_threshold for i in flat)
     decoupled = (len(flat) >= min_candidates or decisive) and 2 * len(flat) >= len(moved)
     return DecouplingCount(len(moved), len(flat), decoupled)
 
 
-def _did_not_follow(dev: float, external: float, external_threshold: float) -> bool:
-    return external <= external_threshold if dev > 0 else external >= -external_threshold
+def _did_not_follow(dev: float, external: float, bar: float) -> bool:
+    return external <= bar if dev > 0 else external >= -bar
 
 
 # ---- bookkeeping over manifests ------------------------------------------------------------------------------
