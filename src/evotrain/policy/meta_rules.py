@@ -124,7 +124,8 @@ def proxy_reversal(step: _Step, downweight: float) -> None:
             "untrust_domain",
             f"{domain}: its dev score, beyond the other domains', moved past the domain noise band (up or down) in "
             f"{cal.dev_gain_above_noise} candidate(s) while the external score of {cal.external_flat_among_them} did "
-            f"not follow past the external band; weight {old:g} → {weights[domain]:g}, marked untrusted",
+            f"not follow past the external band (nor halfway to what transfer implied); weight {old:g} → "
+            f"{weights[domain]:g}, marked untrusted",
         )
         objective.provenance.append(entry)
         objective.untrusted_domains.append(domain)
