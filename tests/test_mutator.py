@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from evotrain.records.ids import WorkerSeeds, mutator_seed, worker_seeds
-from evotrain.records.policy import DeadEnd, MeasuredMove, StandingRecipe
+from evotrain.records.policy import DeadEnd, StandingRecipe
 from evotrain.sandbox.diff import recipe_diff
 from evotrain.sandbox.fork import fork_sandbox
 from evotrain.sandbox.knobs import read_knob
@@ -46,7 +46,6 @@ class Fixture:
         round_no: int = 1,
         candidate: str = "c02",
         dead_ends: Sequence[DeadEnd] = (),
-        measured: Sequence[MeasuredMove] = (),
     ) -> tuple[WorkerResult, Path]:
         self.count += 1
         sandbox = self.root / f"f{self.count}" / "sandbox"
@@ -63,7 +62,6 @@ class Fixture:
             policy_markdown="# policy",
             brief="brief",
             dead_ends=list(dead_ends),
-            measured=list(measured),
         )
         return MutatorWorker().propose(request), sandbox
 
@@ -204,29 +202,3 @@ def test_a_knob_at_its_bound_only_moves_inward(fx: Fixture) -> None:
                 lr_moves += 1
                 assert change.direction == "decrease" and change.new < high
     assert lr_moves
-
-
-def _measured(knob: str, key: str, direction: str, value: object = None) -> MeasuredMove:
-    return MeasuredMove(
-        round=1, candidate="r0001/c02-optimizer", axis="optimizer", knob=knob, key=key, direction=direction,
-        value=value, gain=0.0,
-    )  # fmt: skip
-
-
-def test_moves_not_yet_measured_on_the_standing_recipe_come_first(fx: Fixture) -> None:
-    measured = [
-        _measured("lr", "train.lr", "increase"),
-        _measured("lr", "train.lr", "decrease"),
-        _measured("warmup", "train.warmup_steps", "increase"),
-        _measured("warmup", "train.warmup_steps", "decrease"),
-        _measured("schedule", "train.schedule", "set", "constant"),
-        _measured("clip", "train.clip_grad", "set", False),
-    ]
-    for i in range(20):  # schedule → linear is the one move left: every candidate makes it, and only it
-        result, _ = fx.propose("optimizer", candidate=f"c{i:02d}", measured=measured)
-        assert [(c.knob, c.new) for c in result.changes] == [("schedule", "linear")]
-        assert "Left for later, already measured on the standing recipe" in result.rationale
-    # with that one measured too, the worker still changes something, and says it measures a move again
-    everything = [*measured, _measured("schedule", "train.schedule", "set", "linear")]
-    result, _ = fx.propose("optimizer", measured=everything)
-    assert result.changes and "so one is measured again" in result.rationale

@@ -462,7 +462,6 @@ def _propose(ctx: RoundContext, plan: CandidatePlan, cp: CandidatePaths) -> Work
         policy_markdown=ctx.round.policy_md.read_text(),
         brief=ctx.brief,
         dead_ends=ctx.policy.dead_ends,
-        measured=ctx.policy.measured,
         history=ctx.history,
         round_candidates=ctx.worker_candidates,
     )

@@ -149,7 +149,7 @@ def _check_rotation(u: _Update) -> None:
 
 # What a policy learns; a frozen (search-baseline) policy keeps every one of them from round to round.
 LEARNED_FIELDS = frozenset(
-    {"standing_recipe", "axes", "dead_ends", "objective", "external_plan", "replicate", "combine", "measured", "asks"}
+    {"standing_recipe", "axes", "dead_ends", "objective", "external_plan", "replicate", "combine", "asks"}
 )
 
 

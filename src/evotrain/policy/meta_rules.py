@@ -23,7 +23,7 @@ from evotrain.policy.measurements import measure
 from evotrain.policy.meta_protocol import MetaInputs, Proposal
 from evotrain.records.evidence import CandidateSummary, Evidence
 from evotrain.records.manifest import Manifest
-from evotrain.records.policy import AxisState, DeadEnd, MeasuredMove, Policy, Provenance, StandingRecipe
+from evotrain.records.policy import AxisState, DeadEnd, Policy, Provenance, StandingRecipe
 from evotrain.substrate.spec import SubstrateSpec
 
 BASE_ASK = "explore your assigned axis with one clear, single-variable change and say why you expect it to help"
@@ -94,7 +94,6 @@ class RuleMetaAgent:
         proxy_reversal(step, self.downweight)
         proxy_retrust(step, self.downweight)
         promoted = promote_or_replicate(step)
-        record_measured(step, promoted is not None)
         plan_combination(step, promoted)
         record_dead_ends(step)
         retire_axes(step)
@@ -466,35 +465,6 @@ def _promote(step: _Step, c: _Contender) -> bool:
         provenance=[*previous.provenance, entry],
     )
     return True
-
-
-# ---- moves measured on the standing recipe -------------------------------------------------------------------
-def record_measured(step: _Step, promoted: bool) -> None:
-    """Add this round's one-knob worker changes to the moves measured on the standing recipe, or start the list
-    again when the standing recipe changed (every move is untried on the new recipe)."""
-    if promoted:
-        if step.nxt.measured:
-            step.log("measured_reset", f"{len(step.nxt.measured)} measured move(s) were measured on the previous "
-                     "standing recipe; every move is untried on the new one")  # fmt: skip
-        step.nxt.measured = []
-        return
-    gains = stats.candidate_gains(step.history, step.sign)
-    for m in step.history:
-        if m.round != step.round or m.role != "worker" or not m.ok or len(m.changes) != 1 or m.axis is None:
-            continue
-        c = m.changes[0]
-        step.nxt.measured.append(
-            MeasuredMove(
-                round=step.round,
-                candidate=m.candidate_id,
-                axis=c.axis,
-                knob=c.knob,
-                key=c.key,
-                direction=c.direction,
-                value=c.new,
-                gain=gains.get(m.candidate_id),
-            )
-        )
 
 
 # ---- combination ---------------------------------------------------------------------------------------------

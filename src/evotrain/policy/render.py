@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evotrain.records.policy import DeadEnd, MeasuredMove, Policy, Provenance
+from evotrain.records.policy import DeadEnd, Policy, Provenance
 
 DEAD_ENDS_TITLE = "Don't waste budget on"
-MEASURED_TITLE = "Measured on the standing recipe (try other moves first)"
 
 
 def _provenance(items: Sequence[Provenance]) -> str:
@@ -48,12 +47,6 @@ def _axes(policy: Policy) -> list[str]:
     lines += ["", "### Retired", ""]
     lines += [f"- **{a.name}** ({a.category}) — {_provenance(a.provenance)}" for a in retired] or ["- none"]
     return lines
-
-
-def _measured(m: MeasuredMove) -> str:
-    what = f"{m.key} set to {m.value!r}" if m.direction == "set" else f"{m.key} ({m.direction}, to {m.value!r})"
-    gain = "no gain measured" if m.gain is None else f"objective gain {m.gain:+.4f}"
-    return f"- [round {m.round}] **{m.axis}.{m.knob}**: {what}; {gain} (`{m.candidate}`)"
 
 
 def _dead_end(d: DeadEnd) -> str:
@@ -115,7 +108,6 @@ def render_policy_markdown(policy: Policy) -> str:
         ("Standing recipe", _standing_recipe(policy)),
         ("Axes", _axes(policy)),
         (DEAD_ENDS_TITLE, [_dead_end(d) for d in policy.dead_ends] or ["Nothing yet."]),
-        (MEASURED_TITLE, [_measured(m) for m in policy.measured] or ["Nothing yet: every move is untried."]),
         ("Noise rules", _noise(policy)),
         ("Selection objective", _objective(policy)),
         ("External target", _external(policy)),

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from evotrain.records.manifest import KnobChange
 
 POLICY_VERSION = 1
-HASHED_WHEN_SET = ("combine", "measured")
+HASHED_WHEN_SET = ("combine",)
 
 
 class Provenance(BaseModel):
@@ -65,30 +65,6 @@ class DeadEnd(BaseModel):
         if self.direction != direction:
             return False
         return self.direction != "set" or self.value is None or self.value == value
-
-
-class MeasuredMove(BaseModel):
-    """A one-knob change measured on the current standing recipe: the offline mutator tries the moves not measured
-    yet first (a sweep of every single move around the standing recipe), and an agent worker reads them in the
-    policy. The list empties when the standing recipe changes: every move is untried again on the new recipe."""
-
-    model_config = ConfigDict(frozen=True)
-
-    round: int
-    candidate: str
-    axis: str
-    knob: str
-    key: str  # the dotted key changed (a weights table: `<key>.<domain>`)
-    direction: Literal["increase", "decrease", "set"]
-    value: Any = None  # the new value
-    gain: float | None = None  # its objective gain over its round's anchor
-
-    def covers(self, axis: str, knob: str, key: str, direction: str, value: Any = None) -> bool:
-        """Whether a proposed move repeats this one: the same knob (and weights domain) in the same direction, or
-        the same value for a set."""
-        if (self.axis, self.knob, self.key, self.direction) != (axis, knob, key, direction):
-            return False
-        return direction != "set" or self.value == value
 
 
 class NoiseRules(BaseModel):
@@ -172,7 +148,6 @@ class Policy(BaseModel):
     # Candidate ids whose knob changes this round runs together, on the standing recipe, as one combination
     # candidate: promising changes measured one at a time, tested as a whole.
     combine: list[str] = []
-    measured: list[MeasuredMove] = []  # one-knob moves measured on the standing recipe, this round's included
     asks: list[str] = []  # what workers are asked for this round, in words
     changelog: list[Provenance] = []  # what the meta agent changed to produce this policy
 

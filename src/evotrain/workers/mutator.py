@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from evotrain.records.manifest import KnobChange, WorkerUsage
-from evotrain.records.policy import DeadEnd, MeasuredMove
+from evotrain.records.policy import DeadEnd
 from evotrain.sandbox.knobs import read_knob, write_knob
 from evotrain.substrate.spec import Knob
 from evotrain.workers.protocol import WorkerRequest, WorkerResult
@@ -190,32 +190,21 @@ class MutatorWorker:
         rng = random.Random(request.seeds.mutator)  # handed out by the loop (records.ids.worker_seeds)
         knob_names = sorted(request.axis.knobs)
         rng.shuffle(knob_names)
-        options: list[list[Move]] = []
+        chosen: list[Move] = []
+        blocked: list[tuple[Move, DeadEnd]] = []
         for knob_name in knob_names:
             knob = request.axis.knobs[knob_name]
             moves = candidate_moves(knob_name, knob, read_knob(request.sandbox, knob), rng)
             rng.shuffle(moves)
-            options.append(moves)
-        chosen: list[Move] = []
-        blocked: list[tuple[Move, DeadEnd]] = []
-        skipped: list[tuple[Move, MeasuredMove]] = []
-        # Moves not yet measured on the standing recipe first, over every knob of the axis; then any open move.
-        for untried_only in (True, False):
-            for moves in options:
-                if not moves or any(c.knob_name == moves[0].knob_name for c in chosen):
-                    continue
-                pool = [m for m in moves if not untried_only or not self._measured(request, m, skipped)]
-                move = self._first_open(request.axis_name, pool, request.dead_ends, blocked)
-                if move is None:
-                    continue
-                chosen.append(move)
-                if len(chosen) == 2 or rng.random() >= SECOND_KNOB_PROBABILITY:
-                    break
-            if chosen:
+            move = self._first_open(request.axis_name, moves, request.dead_ends, blocked)
+            if move is None:
+                continue
+            chosen.append(move)
+            if len(chosen) == 2 or rng.random() >= SECOND_KNOB_PROBABILITY:
                 break
         changes = [self._apply(request, move) for move in chosen]
         return WorkerResult(
-            rationale=self._rationale(request, chosen, blocked, skipped),
+            rationale=self._rationale(request, chosen, blocked),
             changes=changes,
             usage=WorkerUsage(turns=1, wall_s=time.monotonic() - started),
         )
@@ -232,14 +221,6 @@ class MutatorWorker:
         return None
 
     @staticmethod
-    def _measured(request: WorkerRequest, move: Move, skipped: list[tuple[Move, MeasuredMove]]) -> bool:
-        for measured in request.measured:
-            if measured.covers(request.axis_name, move.knob_name, move.key, move.direction, move.new):
-                skipped.append((move, measured))
-                return True
-        return False
-
-    @staticmethod
     def _apply(request: WorkerRequest, move: Move) -> KnobChange:
         write_knob(request.sandbox, move.knob, move.write_value)
         return KnobChange(
@@ -253,26 +234,11 @@ class MutatorWorker:
         )
 
     @staticmethod
-    def _rationale(
-        request: WorkerRequest,
-        chosen: list[Move],
-        blocked: list[tuple[Move, DeadEnd]],
-        skipped: list[tuple[Move, MeasuredMove]],
-    ) -> str:
+    def _rationale(request: WorkerRequest, chosen: list[Move], blocked: list[tuple[Move, DeadEnd]]) -> str:
         avoided = ""
         if blocked:
             seen = sorted({f"{m.direction} {m.knob_name} (round {d.round}: {d.description})" for m, d in blocked})
             avoided = " Avoided dead ends: " + "; ".join(seen) + "."
-        if skipped and chosen:
-            seen = sorted({f"{d.direction} {d.key} ({d.candidate})" for _, d in skipped})
-            if any(c is m for c in chosen for m, _ in skipped):
-                avoided += (
-                    " Every open move of the axis was already measured on the standing recipe ("
-                    + "; ".join(seen)
-                    + "), so one is measured again."
-                )
-            else:
-                avoided += " Left for later, already measured on the standing recipe: " + "; ".join(seen) + "."
         if not chosen:
             return (
                 f"Made no change: every move of the {request.axis_name} axis within its declared range is blocked "

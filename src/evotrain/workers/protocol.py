@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from evotrain.records.ids import WorkerSeeds
 from evotrain.records.manifest import KnobChange, Manifest, WorkerUsage
-from evotrain.records.policy import DeadEnd, MeasuredMove
+from evotrain.records.policy import DeadEnd
 from evotrain.substrate.spec import Axis, SubstrateSpec
 
 
@@ -31,7 +31,6 @@ class WorkerRequest(BaseModel):
     policy_markdown: str
     brief: str
     dead_ends: list[DeadEnd] = []
-    measured: list[MeasuredMove] = []  # one-knob moves already measured on the standing recipe
     # The harness-written manifests of the campaign's earlier rounds, and this round's worker candidates in plan
     # order: what a search baseline (Optuna) rebuilds its study from. Agent workers ignore both.
     history: list[Manifest] = []
