@@ -285,15 +285,21 @@ def test_proxy_aware_reversal_on_decoupled_evidence(tmp_path: Path) -> None:
     assert "proxy_aware" in md and "**equations**" in md
 
 
-def test_an_untrusted_domain_is_trusted_again_when_its_gains_transfer(tmp_path: Path) -> None:
-    c = SyntheticCampaign(tmp_path)
+def _distrust_equations(c: SyntheticCampaign, first_lift: float = 0.12) -> Policy:
+    """Rounds 1-2 of the reversal above: equations is untrusted (weight 0.25) in the policy for round 3."""
     c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=2000)
-    _push_equations(c, 1, "c02-data_mix", 0.2, 0.702)
+    _push_equations(c, 1, "c02-data_mix", first_lift, 0.702)
     c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
     _push_equations(c, 2, "c02-data_mix", 0.25, 0.712)
     _push_equations(c, 2, "c03-data_mix", 0.3, 0.708)
     third = step(c, step(c, initial_policy(SPEC)))
     assert third.objective.untrusted_domains == ["equations"]
+    return third
+
+
+def test_an_untrusted_domain_is_trusted_again_when_its_gains_transfer(tmp_path: Path) -> None:
+    c = SyntheticCampaign(tmp_path)
+    third = _distrust_equations(c, first_lift=0.2)
     # Round 3: one transferring push is not enough (the domain is still flagged: 3 flat of 4 above)
     c.run(3, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
     _push_equations(c, 3, "c02-data_mix", 0.25, 0.80)
@@ -539,18 +545,6 @@ def test_a_dev_win_the_external_target_contradicts_is_rerun_only_within_the_exte
             assert nxt.replicate == []
             reason = next(p.reason for p in nxt.changelog if p.action == "not_promoted")
             assert "no better than its round's anchor" in reason
-
-
-def _distrust_equations(c: SyntheticCampaign) -> Policy:
-    """Rounds 1-2 of the reversal above: equations is untrusted (weight 0.25) in the policy for round 3."""
-    c.run(1, "c01-anchor", role="anchor", skill=0.6, external=0.70, external_n=2000)
-    _push_equations(c, 1, "c02-data_mix", 0.12, 0.702)
-    c.run(2, "c01-anchor", role="anchor", skill=0.6, external=0.71, external_n=2000)
-    _push_equations(c, 2, "c02-data_mix", 0.25, 0.712)
-    _push_equations(c, 2, "c03-data_mix", 0.3, 0.708)
-    third = step(c, step(c, initial_policy(SPEC)))
-    assert third.objective.untrusted_domains == ["equations"]
-    return third
 
 
 def test_a_gain_mostly_in_an_untrusted_domain_needs_the_external_target_even_when_reweighting_dilutes_it(
