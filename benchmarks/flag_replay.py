@@ -9,96 +9,145 @@ scores and external scores) and that round's evidence (domain noise bands, k, th
             zero while the others rise does not "fall");
   extscale  the common movement and the implied transfer on the external scale (× the campaign's robust slope of
             external gain on dev gain, clipped to [0.1, 1]);
-  both      own and extscale.
+  both      own and extscale;
+  floor     a domain's noise band no narrower than the binomial sd at (x + 1) / (n + 2) of its round anchor's
+            items (a domain at 0 or 1 has a band of 0, so any excess "moves" it);
+  floor+own floor and own.
 The candidates are the ones the campaign ran under the rule it had: later decisions would differ under a variant, so
 this reads what each rule says about the same evidence, not what a campaign under it would do. Prints, per variant,
 how many campaigns had a puzzles domain with a shifted external split flagged, an unshifted one flagged (a false
-flag), and the designed trap domain (equations) flagged.
+flag), and the designed trap domain (equations) flagged; and, as a check of the replay itself, the rounds where the
+current rule recomputed here disagrees with the flags the campaign's evidence recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from evotrain.evidence import stats
 from evotrain.evidence.noise import external_reference
 from evotrain.evidence.reading import selected_eval
-from evotrain.records.manifest import read_manifest
-from evotrain.substrate.spec import load_spec
+from evotrain.records.manifest import Manifest, read_manifest
+from evotrain.substrate.spec import SubstrateSpec, load_spec
 from evotrain.trial.evaluation import domain_shares
 
 SHIFTED = {"unit_conversion", "gravity", "equations", "bit_manipulation"}
 
 
-def manifests(camp: Path) -> list:
+VARIANTS = ("current", "own", "extscale", "both", "floor", "floor+own")
+# per-domain dev gains, external gain, domain shares, overall dev gain
+Row = tuple[dict[str, float], float, dict[str, float], float]
+
+
+def manifests(camp: Path) -> list[Manifest]:
     return [read_manifest(f) for f in sorted(camp.glob("rounds/r*/candidates/*/manifest.json"))]
 
 
-def flags(camp: Path, variant: str) -> dict[str, int]:
+def submitted_rows(spec: SubstrateSpec, history: list[Manifest]) -> list[Row]:
+    """What calibration_points (evidence/calibration.py) pairs for each submitted candidate up to a round."""
+    anchors = stats.reference_anchors(history)
+    rows = []
+    for m in history:
+        ckpt = selected_eval(m)
+        anchor = anchors.get(m.round)
+        anchor_ckpt = selected_eval(anchor) if anchor else None
+        reference = external_reference(history, m.round)
+        if m.role == "anchor" or m.external is None or ckpt is None or anchor_ckpt is None:
+            continue
+        if reference is None or reference.external is None:
+            continue
+        sign = spec.metric.sign
+        gains = {d: sign * (s.score - anchor_ckpt.domains[d].score) for d, s in ckpt.domains.items()}
+        shares = domain_shares(spec.metric, {d: s.n for d, s in anchor_ckpt.domains.items()})
+        external = sign * (m.external.score - reference.external.score)
+        rows.append((gains, external, shares, sign * (ckpt.overall - anchor_ckpt.overall)))
+    return rows
+
+
+def band_floor(history: list[Manifest], round_no: int) -> dict[str, float]:
+    anchor = stats.round_anchor(history, round_no)
+    ckpt = selected_eval(anchor) if anchor else None
+    out = {}
+    for d, s in (ckpt.domains if ckpt else {}).items():
+        p = (s.score * s.n + 1) / (s.n + 2)
+        out[d] = (p * (1 - p) / s.n) ** 0.5
+    return out
+
+
+def flagged(spec: SubstrateSpec, history: list[Manifest], evidence: dict, round_no: int, variant: str) -> set[str]:
+    """The domains a variant of the rule flags on a round's evidence."""
+    rows = submitted_rows(spec, history)
+    slope = 1.0
+    if variant in ("extscale", "both") and len(rows) >= 3:
+        fitted = stats.robust_slope([dev for *_, dev in rows], [e for _, e, _, _ in rows])
+        slope = min(max(fitted if fitted is not None else 1.0, 0.1), 1.0)
+    floor = band_floor(history, round_no) if variant.startswith("floor") else {}
+    own = variant in ("own", "both", "floor+own")
+    out = set()
+    for d, band in evidence["domain_noise_bands"].items():
+        if band is None:
+            continue
+        pairs, shares = [], []
+        for gains, external, share, _ in rows:
+            others = [g for o, g in gains.items() if o != d]
+            common = sum(others) / len(others)
+            excess = gains[d] - common
+            if own and gains[d] * excess <= 0:
+                excess = 0.0  # the domain's own score did not move the way its excess says: no move
+            pairs.append((excess, external - slope * common))
+            shares.append(share.get(d, 0.0) * slope)
+        threshold = evidence["k"] * max(band, floor.get(d, 0.0))
+        if stats.decoupling(
+            pairs, dev_threshold=threshold, external_threshold=evidence["external_threshold"], shares=shares
+        ).decoupled:
+            out.add(d)
+    return out
+
+
+def replay(camp: Path, variant: str) -> tuple[dict[str, int], list[int]]:
+    """(domain → first round flagged, rounds where `current` disagrees with the recorded evidence)."""
     spec = load_spec(camp / "substrate")
-    allm = manifests(camp)
-    rounds = sorted({m.round for m in allm})
-    first = {}
-    for r in rounds:
-        ev = json.loads((camp / f"rounds/r{r:04d}/evidence.json").read_text())["calibration"]
-        k, ext_thr, bands = ev["k"], ev["external_threshold"], ev["domain_noise_bands"]
-        hist = [m for m in allm if m.round <= r]
-        anchors = stats.reference_anchors(hist)
-        devg, extg = [], []
-        rows = []
-        for m in hist:
-            ck = selected_eval(m)
-            if m.external is None or ck is None or m.role == "anchor":
-                continue
-            a = anchors.get(m.round)
-            ref = external_reference(hist, m.round)
-            ack = selected_eval(a) if a else None
-            if ack is None or ref is None or ref.external is None:
-                continue
-            eg = m.external.score - ref.external.score
-            g = {d: s.score - ack.domains[d].score for d, s in ck.domains.items() if d in ack.domains}
-            sh = domain_shares(spec.metric, {d: s.n for d, s in ack.domains.items()})
-            rows.append((g, eg, sh))
-            devg.append(ck.overall - ack.overall)
-            extg.append(eg)
-        slope = 1.0
-        if variant in ("extscale", "both") and len(devg) >= 3:
-            sl = stats.robust_slope(devg, extg)
-            slope = min(max(sl if sl is not None else 1.0, 0.1), 1.0)
-        for d in spec.metric.domains:
-            thr = bands.get(d)
-            if thr is None:
-                continue
-            thr = k * thr
-            pairs, shs = [], []
-            for g, eg, sh in rows:
-                others = [v for o, v in g.items() if o != d]
-                common = sum(others) / len(others)
-                ex = g[d] - common
-                if variant in ("own", "both") and not (g[d] * ex > 0):
-                    ex = 0.0  # the domain itself did not move that way: no move
-                pairs.append((ex, eg - slope * common))
-                shs.append(sh.get(d, 0.0) * slope)
-            if stats.decoupling(pairs, dev_threshold=thr, external_threshold=ext_thr, shares=shs).decoupled:
-                first.setdefault(d, r)
-    return first
+    every = manifests(camp)
+    first: dict[str, int] = {}
+    disagree = []
+    for r in sorted({m.round for m in every}):
+        path = camp / f"rounds/r{r:04d}/evidence.json"
+        if not path.exists():  # a round still running
+            continue
+        evidence = json.loads(path.read_text())["calibration"]
+        found = flagged(spec, [m for m in every if m.round <= r], evidence, r, variant)
+        if variant == "current" and found != set(evidence["decoupled_domains"]):
+            disagree.append(r)
+        for d in found:
+            first.setdefault(d, r)
+    return first, disagree
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("campaigns", nargs="+", type=Path)
     camps = parser.parse_args().campaigns
-    for variant in ("current", "own", "extscale", "both"):
-        found = [flags(c, variant) for c in camps]
-        shifted = sum(any(d in SHIFTED for d in f) for f in found)
-        false = sum(any(d not in SHIFTED for d in f) for f in found)
-        trap = sum("equations" in f for f in found)
+    bad = [c for c in camps if not (c / "substrate" / "evotrain.toml").is_file() or not (c / "rounds").is_dir()]
+    if bad:
+        parser.error(
+            f"not a campaign folder (no substrate/evotrain.toml or rounds/): {', '.join(map(str, bad))}; pass the "
+            "folder `evotrain init` made, e.g. runs/bench/search_baselines/evotrain-s1/campaign"
+        )
+    for variant in VARIANTS:
+        found = [replay(c, variant) for c in camps]
+        shifted = sum(any(d in SHIFTED for d in f) for f, _ in found)
+        false = sum(any(d not in SHIFTED for d in f) for f, _ in found)
+        trap = sum("equations" in f for f, _ in found)
         print(
             f"{variant:9s} {len(camps)} campaigns: shifted domain flagged {shifted}, unshifted {false}, "
             f"equations {trap}"
         )
+        for camp, (_, disagree) in zip(camps, found, strict=True):
+            if disagree:
+                print(f"  replay disagrees with the recorded evidence of {camp}, rounds {disagree}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -329,9 +329,9 @@ def _against_baselines(by: dict[tuple[str, int], dict[str, Any]], seeds: list[in
             shared = [s for s in seeds if {(method, s), (baseline, s)} <= by.keys()]
             if not shared:
                 continue
-            mine = statistics.mean(gain(by[(method, s)]) for s in shared)
-            theirs = statistics.mean(gain(by[(baseline, s)]) for s in shared)
-            diffs = [gain(by[(method, s)]) - gain(by[(baseline, s)]) for s in shared]
+            gains = [(gain(by[(method, s)]), gain(by[(baseline, s)])) for s in shared]
+            mine, theirs = statistics.mean(a for a, _ in gains), statistics.mean(b for _, b in gains)
+            diffs = [a - b for a, b in gains]
             low, high = bootstrap_ci(diffs)
             ratio = mine / theirs if theirs > 0 else float("nan")
             out.append(

@@ -340,45 +340,42 @@ def round_anchor(manifests: Iterable[Manifest], round_no: int) -> Manifest | Non
     return reference_anchors(m for m in manifests if m.round == round_no).get(round_no)
 
 
-def candidate_gains(history: Sequence[Manifest], sign: float) -> dict[str, float]:
-    """Objective gain over its own round's anchor for every ok non-anchor candidate of the campaign."""
+def candidate_gains(
+    history: Sequence[Manifest], sign: float, weights: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Objective gain over its own round's anchor for every ok non-anchor candidate of the campaign.
+
+    Each gain is read under the objective of the policy its round ran under. With `weights` (an objective's domain
+    weights), every run is scored again under that one objective, from its selected checkpoint's domain scores: a
+    run made before a domain was distrusted and one made after then compare on one scale.
+    """
     anchors = reference_anchors(history)
     out: dict[str, float] = {}
     for m in history:
         anchor = anchors.get(m.round)
         if m.role == "anchor" or not m.ok or anchor is None:
             continue
-        assert m.selected is not None and anchor.selected is not None
-        out[m.candidate_id] = sign * (m.selected.objective - anchor.selected.objective)
+        mine, theirs = _objective(m, weights), _objective(anchor, weights)
+        if mine is not None and theirs is not None:  # None: weights that sum to zero score nothing
+            out[m.candidate_id] = sign * (mine - theirs)
     return out
+
+
+def _objective(m: Manifest, weights: Mapping[str, float] | None) -> float | None:
+    assert m.selected is not None
+    return m.selected.objective if weights is None else weighted_objective(domain_scores(m), weights)
 
 
 def recipe_run_gains(
     history: Sequence[Manifest], sign: float, source: str, weights: Mapping[str, float] | None = None
 ) -> list[float]:
     """The objective gains of every run of one recipe: the candidate itself, then each replicate of it (each over
-    its own round's anchor, so the runs are independent draws of the change's effect).
-
-    Each run's gain is the objective of the policy it ran under. With `weights` (an objective's domain weights),
-    every run is scored again under that one objective, from its selected checkpoint's domain scores: a run made
-    before a domain was distrusted and its replicate made after then average on one scale.
-    """
-    runs = [m for m in history if m.candidate_id == source]
-    runs += [m for m in history if m.role == "replicate" and m.replicate_of == source]
-    if weights is None:
-        gains = candidate_gains(history, sign)
-        return [gains[m.candidate_id] for m in runs if m.candidate_id in gains]
-    anchors = reference_anchors(history)
-    out = []
-    for m in runs:
-        anchor = anchors.get(m.round)
-        if m.role == "anchor" or not m.ok or anchor is None:
-            continue
-        scores, base = domain_scores(m), domain_scores(anchor)
-        gain = weighted_objective({d: sign * (s - base[d]) for d, s in scores.items() if d in base}, weights)
-        if gain is not None:
-            out.append(gain)
-    return out
+    its own round's anchor, so the runs are independent draws of the change's effect); with `weights`, all under
+    that one objective (see `candidate_gains`)."""
+    gains = candidate_gains(history, sign, weights)
+    runs = [m.candidate_id for m in history if m.candidate_id == source]
+    runs += [m.candidate_id for m in history if m.role == "replicate" and m.replicate_of == source]
+    return [gains[c] for c in runs if c in gains]
 
 
 def threshold_for_runs(threshold: float, runs: int) -> float:

@@ -205,7 +205,8 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
     promoted: _Contender | None = None
     again: list[tuple[_Contender, str]] = []
     for c in _contenders(step):
-        pull = _untrusted_pull(step, c)
+        concentrated = _concentrated(step, c.run)
+        pull = _untrusted_pull(step, c, concentrated)
         if pull:
             step.log("not_promoted", f"{c.source}: {pull}")
             continue
@@ -262,7 +263,6 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
         if refusals:
             step.log("not_promoted", f"{c.source}: " + "; ".join(r.reason for r in refusals))
             continue
-        concentrated = _concentrated(step, c.run)
         if concentrated is not None and not _externally_confirmed(step, c.run):
             domain, share = concentrated
             again.append(
@@ -297,11 +297,10 @@ def promote_or_replicate(step: _Step) -> _Contender | None:
     return promoted
 
 
-def _untrusted_pull(step: _Step, c: _Contender) -> str | None:
+def _untrusted_pull(step: _Step, c: _Contender, concentrated: tuple[str, float] | None) -> str | None:
     """Why a contender is the proxy's pull, or None: its dev gain sits mostly in a domain the objective no longer
-    trusts and the external target does not confirm it. Neither a promotion nor a re-run: that is the evidence the
-    domain was distrusted on."""
-    concentrated = _concentrated(step, c.run)
+    trusts (`concentrated`, from `_concentrated`) and the external target does not confirm it. Neither a promotion
+    nor a re-run: that is the evidence the domain was distrusted on."""
     if concentrated is None or concentrated[0] not in step.nxt.objective.untrusted_domains:
         return None
     if _externally_confirmed(step, c.run):
